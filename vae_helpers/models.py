@@ -1,0 +1,201 @@
+"""The book's convolutional encoder and decoder, the sampling layer and the VAE model.
+
+The architecture is the 1st edition's, unchanged (550,629 parameters at ``latent_dim=2``); what
+changed is how it is wired: a ``Sampling`` layer instead of a ``Lambda``, and a ``VAE`` model
+whose custom loss layer works with Keras 3.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from vae_helpers._tf import keras
+from vae_helpers.data import check_images
+from vae_helpers.losses import SAMPLING_CONVENTIONS, VAELoss, get_preset, posterior_std
+
+layers = keras.layers
+IMAGE_SHAPE = (28, 28, 1)
+DEFAULT_LEARNING_RATE = 1e-3
+
+
+def _check_latent_dim(latent_dim):
+    if not isinstance(latent_dim, (int, np.integer)) or latent_dim < 1:
+        raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}")
+
+
+def build_encoder(latent_dim=2, image_shape=IMAGE_SHAPE):
+    """Image -> (z_mean, z_log_var): four 3x3 convolutions (one with stride 2), Dense 32, two heads."""
+    _check_latent_dim(latent_dim)
+    images = keras.Input(shape=image_shape, name="image")
+    x = layers.Conv2D(32, 3, padding="same", activation="relu")(images)
+    x = layers.Conv2D(64, 3, padding="same", activation="relu", strides=2)(x)
+    x = layers.Conv2D(64, 3, padding="same", activation="relu")(x)
+    x = layers.Conv2D(64, 3, padding="same", activation="relu")(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(32, activation="relu")(x)
+    z_mean = layers.Dense(latent_dim, name="z_mean")(x)
+    z_log_var = layers.Dense(latent_dim, name="z_log_var")(x)
+    return keras.Model(images, [z_mean, z_log_var], name="encoder")
+
+
+def build_decoder(latent_dim=2, image_shape=IMAGE_SHAPE):
+    """Latent code -> image: Dense to a 14x14x64 map, a stride-2 transposed conv, a sigmoid conv."""
+    _check_latent_dim(latent_dim)
+    height, width, channels = image_shape
+    feature_shape = (height // 2, width // 2, 64)  # what the encoder had before flattening
+    z = keras.Input(shape=(latent_dim,), name="z")
+    x = layers.Dense(int(np.prod(feature_shape)), activation="relu")(z)
+    x = layers.Reshape(feature_shape)(x)
+    x = layers.Conv2DTranspose(32, 3, padding="same", activation="relu", strides=2)(x)
+    images = layers.Conv2D(channels, 3, padding="same", activation="sigmoid")(x)
+    return keras.Model(z, images, name="decoder")
+
+
+@keras.saving.register_keras_serializable(package="vae_helpers")
+class Sampling(keras.layers.Layer):
+    """Reparameterization: ``z = z_mean + sigma * eps`` with ``eps ~ N(0, I)`` drawn inside the layer.
+
+    ``convention="standard"`` uses ``sigma = exp(0.5 * z_log_var)`` (z_log_var is a log-variance);
+    ``convention="book"`` reproduces the 1st edition's ``sigma = exp(z_log_var)``. Pass ``seed``
+    for repeatable draws. The noise has no trainable parameters, so gradients reach ``z_mean`` and
+    ``z_log_var`` but not ``eps``.
+    """
+
+    def __init__(self, convention="standard", seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if convention not in SAMPLING_CONVENTIONS:
+            raise ValueError(f"unknown sampling convention {convention!r}; "
+                             f"choose one of {SAMPLING_CONVENTIONS}")
+        self.convention = convention
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs):
+        z_mean, z_log_var = inputs
+        eps = keras.random.normal(keras.ops.shape(z_mean), seed=self.seed_generator)
+        return z_mean + posterior_std(z_log_var, self.convention) * eps
+
+    def get_config(self):
+        return {**super().get_config(), "convention": self.convention, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="vae_helpers")
+class VAE(keras.Model):
+    """Encoder, sampler, decoder and loss layer as one model that trains with ``compile()`` and ``fit(x)``.
+
+    ``loss`` is a preset name from ``vae_helpers.losses.PRESETS`` ("elbo" or "book"). Each epoch
+    reports ``loss`` (the preset's objective), ``reconstruction_loss`` and ``kl_loss`` (nats per image).
+    """
+
+    def __init__(self, encoder, decoder, loss="elbo", seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder = encoder
+        self.decoder = decoder
+        self.preset = get_preset(loss)
+        self.seed = seed
+        self.sampling = Sampling(self.preset.sampling, seed=seed, name="sampling")
+        self.vae_loss = VAELoss(self.preset.name, name="vae_loss")
+        _check_compatible(encoder, decoder)
+
+    @property
+    def latent_dim(self):
+        return int(self.decoder.input_shape[-1])
+
+    @property
+    def image_shape(self):
+        return tuple(self.encoder.input_shape[1:])
+
+    def call(self, x, training=False):
+        z_mean, z_log_var = self.encoder(x, training=training)
+        z = self.sampling([z_mean, z_log_var])
+        x_decoded = self.decoder(z, training=training)
+        return self.vae_loss(x, x_decoded, z_mean, z_log_var)
+
+    def build(self, input_shape):
+        latent = (input_shape[0], self.latent_dim)
+        self.sampling.build([latent, latent])
+        self.vae_loss.build(input_shape)
+        self.built = True
+
+    def compile(self, optimizer=None, **kwargs):
+        """Compile with Adam (learning rate 1e-3) unless another optimizer is given."""
+        if optimizer is None:
+            optimizer = keras.optimizers.Adam(learning_rate=DEFAULT_LEARNING_RATE)
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def compile_from_config(self, config):
+        """Restore the compile settings saved in a ``.keras`` file (optimizer and its state)."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def fit(self, x=None, y=None, validation_data=None, **kwargs):
+        """``keras.Model.fit`` that first checks image arrays (shape, range, NaN) with a clear error."""
+        if isinstance(x, np.ndarray):
+            x = check_images(x, "x", self.image_shape)
+        if isinstance(validation_data, np.ndarray):
+            validation_data = (check_images(validation_data, "validation_data", self.image_shape),)
+        elif isinstance(validation_data, tuple) and validation_data and isinstance(validation_data[0], np.ndarray):
+            validation_data = (check_images(validation_data[0], "validation_data", self.image_shape),)
+        if not getattr(self, "optimizer", None):
+            self.compile()
+        return super().fit(x, y, validation_data=validation_data, **kwargs)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "encoder": keras.saving.serialize_keras_object(self.encoder),
+            "decoder": keras.saving.serialize_keras_object(self.decoder),
+            "loss": self.preset.name,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        encoder = keras.saving.deserialize_keras_object(config.pop("encoder"))
+        decoder = keras.saving.deserialize_keras_object(config.pop("decoder"))
+        return cls(encoder, decoder, **config)
+
+
+def _check_compatible(encoder, decoder):
+    outputs = encoder.outputs if hasattr(encoder, "outputs") else None
+    if not outputs or len(outputs) != 2:
+        raise ValueError("encoder must be a Keras model with two outputs, (z_mean, z_log_var)")
+    latent = int(outputs[0].shape[-1])
+    if int(decoder.input_shape[-1]) != latent:
+        raise ValueError(f"encoder produces {latent}-dimensional codes but the decoder expects "
+                         f"{decoder.input_shape[-1]}")
+    if tuple(decoder.output_shape[1:]) != tuple(encoder.input_shape[1:]):
+        raise ValueError(f"decoder makes images of shape {decoder.output_shape[1:]} but the encoder "
+                         f"reads {encoder.input_shape[1:]}")
+
+
+def build_vae(latent_dim=2, loss="elbo", seed=None, compile=True):
+    """The book's network as a ready-to-train VAE (compiled with the default optimizer)."""
+    vae = VAE(build_encoder(latent_dim), build_decoder(latent_dim), loss=loss, seed=seed, name="vae")
+    vae.build((None, *IMAGE_SHAPE))
+    if compile:
+        vae.compile()
+    return vae
+
+
+class WeightsError(ValueError):
+    """A weights file is missing, corrupt or made for a different network."""
+
+
+def load_vae_weights(vae, path):
+    """Load a ``.weights.h5`` file into ``vae``; WeightsError naming the file if it does not fit."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file not found")
+    if not h5py.is_hdf5(path):
+        raise WeightsError(f"{path}: not an HDF5 weights file (truncated, or saved in another format)")
+    try:
+        vae.load_weights(path)
+    except Exception as err:  # Keras reports shape mismatches and bad layouts with several types
+        raise WeightsError(f"{path}: does not fit this VAE (latent_dim={vae.latent_dim}): "
+                           f"{str(err).splitlines()[0]}") from err
+    return vae

@@ -1,0 +1,120 @@
+"""Figures for the chapter: the latent manifold, the latent scatter, reconstructions, loss curves.
+
+Each ``plot_*`` function draws on a given matplotlib ``ax`` (or makes a figure) and returns the
+figure, so notebooks show it and the CLI saves it.
+"""
+
+import numpy as np
+from scipy.stats import norm
+
+from vae_helpers.latent import decode, latent_dim_of
+
+
+def _figure(ax, figsize):
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=figsize)
+        return fig, ax
+    return ax.figure, ax
+
+
+def manifold_codes(n=15, quantiles=(0.05, 0.95), latent_dim=2, dims=(0, 1)):
+    """The (n*n, latent_dim) grid of codes behind ``manifold_grid``, row by row from the top.
+
+    Evenly spaced probabilities mapped through the Gaussian inverse CDF (``norm.ppf``), so the grid
+    is dense where the N(0, I) prior puts its mass. Other dimensions stay at 0.
+    """
+    if n < 2:
+        raise ValueError(f"n must be at least 2, got {n}")
+    low, high = quantiles
+    if not 0.0 < low < high < 1.0:
+        raise ValueError(f"quantiles must satisfy 0 < low < high < 1, got {quantiles}")
+    if len(dims) != 2 or len(set(dims)) != 2 or not all(0 <= d < latent_dim for d in dims):
+        raise ValueError(f"dims must name two different latent dimensions below {latent_dim}, got {dims}")
+    values = norm.ppf(np.linspace(low, high, n))
+    rows, cols = np.meshgrid(values[::-1], values, indexing="ij")  # top row = largest z[dims[1]]
+    codes = np.zeros((n * n, latent_dim), dtype=np.float32)
+    codes[:, dims[0]] = cols.ravel()
+    codes[:, dims[1]] = rows.ravel()
+    return codes
+
+
+def tile_images(images, n_rows):
+    """Arrange (n_rows * n_cols, h, w[, 1]) images into one (n_rows * h, n_cols * w) array."""
+    images = np.asarray(images)
+    images = images.reshape(images.shape[:3])
+    n_cols = len(images) // n_rows
+    h, w = images.shape[1:3]
+    return images.reshape(n_rows, n_cols, h, w).transpose(0, 2, 1, 3).reshape(n_rows * h, n_cols * w)
+
+
+def manifold_grid(decoder, n=15, quantiles=(0.05, 0.95), dims=(0, 1)):
+    """Decode an n x n Gaussian-quantile grid of codes in one batched call; returns one 2-D image.
+
+    x grows to the right along ``dims[0]``, y grows upwards along ``dims[1]``, as in a scatter plot.
+    """
+    codes = manifold_codes(n, quantiles, latent_dim_of(decoder), dims)
+    return tile_images(decode(decoder, codes), n)
+
+
+def plot_manifold(decoder_or_grid, n=15, quantiles=(0.05, 0.95), ax=None, title=None):
+    """Show the decoded manifold; accepts a decoder/VAE or a grid from ``manifold_grid``."""
+    grid = decoder_or_grid if isinstance(decoder_or_grid, np.ndarray) else manifold_grid(decoder_or_grid, n, quantiles)
+    fig, ax = _figure(ax, (7, 7))
+    ax.imshow(grid, cmap="Greys_r", vmin=0, vmax=1)
+    ticks = norm.ppf(np.linspace(*quantiles, n))
+    digit = grid.shape[0] // n
+    positions = np.arange(n) * digit + digit / 2
+    show = np.arange(0, n, max(1, n // 5))
+    ax.set_xticks(positions[show], [f"{t:.1f}" for t in ticks[show]])
+    ax.set_yticks(positions[show], [f"{t:.1f}" for t in ticks[::-1][show]])
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
+    ax.set_title(title or "Decoded latent grid (Gaussian quantiles)")
+    return fig
+
+
+def plot_latent_scatter(z, labels, ax=None, title="Test digits in latent space (posterior means)"):
+    """Scatter 2-D codes coloured by digit class, with a legend."""
+    z = np.asarray(z)
+    if z.ndim != 2 or z.shape[1] < 2:
+        raise ValueError(f"z must have shape (n, >=2), got {z.shape}")
+    fig, ax = _figure(ax, (7, 6))
+    points = ax.scatter(z[:, 0], z[:, 1], c=labels, cmap="tab10", s=6, vmin=-0.5, vmax=9.5)
+    fig.colorbar(points, ax=ax, ticks=range(10), label="digit")
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
+    ax.set_title(title)
+    return fig
+
+
+def plot_reconstructions(x, x_decoded, n=10, title="Originals (top) and reconstructions (bottom)"):
+    """Originals above their reconstructions, ``n`` pairs."""
+    import matplotlib.pyplot as plt
+
+    n = min(n, len(x))
+    fig, axes = plt.subplots(2, n, figsize=(1.2 * n, 2.6))
+    for i in range(n):
+        for row, images in enumerate((x, x_decoded)):
+            axes[row, i].imshow(np.asarray(images[i]).squeeze(), cmap="Greys_r", vmin=0, vmax=1)
+            axes[row, i].axis("off")
+    fig.suptitle(title)
+    return fig
+
+
+def plot_history(history, ax=None, keys=None, title="Training curves (nats per image)"):
+    """Loss curves from a Keras ``History`` or its ``history`` dict; validation curves dashed."""
+    history = getattr(history, "history", history)
+    keys = keys or [k for k in ("loss", "reconstruction_loss", "kl_loss") if k in history]
+    fig, ax = _figure(ax, (7, 4))
+    for i, key in enumerate(keys):
+        epochs = np.arange(1, len(history[key]) + 1)
+        ax.plot(epochs, history[key], color=f"C{i}", label=key)
+        if f"val_{key}" in history:
+            ax.plot(epochs, history[f"val_{key}"], color=f"C{i}", linestyle="--", label=f"val_{key}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("nats per image")
+    ax.legend()
+    ax.set_title(title)
+    return fig
