@@ -5,13 +5,14 @@ changed is how it is wired: a ``Sampling`` layer instead of a ``Lambda``, and a 
 whose custom loss layer works with Keras 3.
 """
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from vae_helpers._tf import keras
 from vae_helpers.data import check_images
-from vae_helpers.losses import SAMPLING_CONVENTIONS, VAELoss, get_preset, posterior_std
+from vae_helpers.losses import SAMPLING_CONVENTIONS, VAELoss, get_preset, posterior_std, reconstruction_loss
 
 layers = keras.layers
 IMAGE_SHAPE = (28, 28, 1)
@@ -171,6 +172,21 @@ def _check_compatible(encoder, decoder):
                          f"reads {encoder.input_shape[1:]}")
 
 
+def build_autoencoder(latent_dim=2, image_shape=IMAGE_SHAPE):
+    """A plain (deterministic) autoencoder with the same layers: the encoder's ``z_mean`` is the code.
+
+    Compiled with Adam and a summed binary cross-entropy (nats per image), so its loss is directly
+    comparable with the VAE's reconstruction term. Returns ``(autoencoder, encoder, decoder)``.
+    """
+    encoder, decoder = build_encoder(latent_dim, image_shape), build_decoder(latent_dim, image_shape)
+    images = keras.Input(shape=image_shape)
+    z_mean, _ = encoder(images)
+    autoencoder = keras.Model(images, decoder(z_mean), name="autoencoder")
+    autoencoder.compile(optimizer=keras.optimizers.Adam(DEFAULT_LEARNING_RATE),
+                        loss=lambda x, x_decoded: reconstruction_loss(x, x_decoded))
+    return autoencoder, encoder, decoder
+
+
 def build_vae(latent_dim=2, loss="elbo", seed=None, compile=True):
     """The book's network as a ready-to-train VAE (compiled with the default optimizer)."""
     vae = VAE(build_encoder(latent_dim), build_decoder(latent_dim), loss=loss, seed=seed, name="vae")
@@ -194,7 +210,9 @@ def load_vae_weights(vae, path):
     if not h5py.is_hdf5(path):
         raise WeightsError(f"{path}: not an HDF5 weights file (truncated, or saved in another format)")
     try:
-        vae.load_weights(path)
+        with warnings.catch_warnings():  # optimizer state is not needed to use a model
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            vae.load_weights(path)
     except Exception as err:  # Keras reports shape mismatches and bad layouts with several types
         raise WeightsError(f"{path}: does not fit this VAE (latent_dim={vae.latent_dim}): "
                            f"{str(err).splitlines()[0]}") from err
