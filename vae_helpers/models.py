@@ -173,15 +173,16 @@ def _check_compatible(encoder, decoder):
 
 
 def build_autoencoder(latent_dim=2, image_shape=IMAGE_SHAPE):
-    """A plain (deterministic) autoencoder with the same layers: the encoder's ``z_mean`` is the code.
+    """A plain (deterministic) autoencoder with the book's layers; the ``z_mean`` head gives the code.
 
     Compiled with Adam and a summed binary cross-entropy (nats per image), so its loss is directly
     comparable with the VAE's reconstruction term. Returns ``(autoencoder, encoder, decoder)``.
     """
-    encoder, decoder = build_encoder(latent_dim, image_shape), build_decoder(latent_dim, image_shape)
+    full_encoder = build_encoder(latent_dim, image_shape)
+    encoder = keras.Model(full_encoder.input, full_encoder.get_layer("z_mean").output, name="ae_encoder")
+    decoder = build_decoder(latent_dim, image_shape)
     images = keras.Input(shape=image_shape)
-    z_mean, _ = encoder(images)
-    autoencoder = keras.Model(images, decoder(z_mean), name="autoencoder")
+    autoencoder = keras.Model(images, decoder(encoder(images)), name="autoencoder")
     autoencoder.compile(optimizer=keras.optimizers.Adam(DEFAULT_LEARNING_RATE),
                         loss=lambda x, x_decoded: reconstruction_loss(x, x_decoded))
     return autoencoder, encoder, decoder
