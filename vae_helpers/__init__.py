@@ -8,5 +8,6 @@ Modules, one concept each: ``data`` (MNIST loaders), ``models`` (encoder, decode
 
 from vae_helpers._tf import keras, tf  # noqa: F401  (imported first: keeps TensorFlow quiet)
 from vae_helpers.config import quick_mode, set_seed  # noqa: F401
+from vae_helpers import models  # noqa: F401  (registers the custom layers for loading .keras files)
 
 __version__ = "1.0.0"

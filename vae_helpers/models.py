@@ -210,11 +210,17 @@ def load_vae_weights(vae, path):
         raise WeightsError(f"{path}: weights file not found")
     if not h5py.is_hdf5(path):
         raise WeightsError(f"{path}: not an HDF5 weights file (truncated, or saved in another format)")
-    try:
-        with warnings.catch_warnings():  # optimizer state is not needed to use a model
-            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+    problem = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
             vae.load_weights(path)
-    except Exception as err:  # Keras reports shape mismatches and bad layouts with several types
-        raise WeightsError(f"{path}: does not fit this VAE (latent_dim={vae.latent_dim}): "
-                           f"{str(err).splitlines()[0]}") from err
+        except Exception as err:  # Keras reports shape mismatches and bad layouts with several types
+            problem = str(err).splitlines()[0]
+    # Keras only warns when part of a file is missing and leaves those layers untrained: treat as an error.
+    # Optimizer state is not needed to use a model, so a skipped optimizer is fine.
+    skipped = [str(w.message) for w in caught if "Skipping variable loading for optimizer" not in str(w.message)]
+    problem = problem or (skipped[0].splitlines()[0] if skipped else None)
+    if problem:
+        raise WeightsError(f"{path}: does not fit this VAE (latent_dim={vae.latent_dim}): {problem[:300]}")
     return vae

@@ -170,8 +170,12 @@ def load_checkpoint(folder):
     if not state_path.is_file() or not model_path.is_file():
         raise RunFolderError(f"{folder}: no checkpoint to resume from "
                              f"(need {CHECKPOINT_MODEL} and {CHECKPOINT_STATE})")
-    saved = json.loads(state_path.read_text())
-    vae = keras.models.load_model(model_path)
+    try:
+        saved = json.loads(state_path.read_text())
+        vae = keras.models.load_model(model_path)
+    except Exception as err:  # a damaged zip, HDF5 or JSON file surfaces with many types
+        raise RunFolderError(f"{folder}: the checkpoint cannot be read ({type(err).__name__}: "
+                             f"{str(err).splitlines()[0][:200]}); start a new run with --force") from err
     state = TrainingState(**saved)
     if state.best_epoch is not None:
         last_weights = vae.get_weights()

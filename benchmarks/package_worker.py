@@ -1,0 +1,122 @@
+"""Benchmark worker for the package side (Keras 3 through ``vae_helpers``), run in a subprocess.
+
+``run_benchmarks.py`` starts it like the book's worker, so both sides pay the same process
+start-up and neither inherits the other's thread pools or memory. It prints one JSON object on its
+last stdout line.
+
+Tasks (``--task``):
+
+* ``throughput``: images/s of ``training.train_vae`` one-epoch calls at several batch sizes, all
+  models warmed up first, then timed round-robin (ABAB) so load changes hit every batch size alike.
+* ``quality``: train with ``train_vae`` in slices of an epoch and score the test ELBO after each
+  slice (scoring is not timed), so the time to reach a target ELBO is known to a fraction of an epoch.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+import vae_helpers  # noqa: F401  (quiet TensorFlow first)
+from vae_helpers import keras
+from vae_helpers.config import set_seed
+from vae_helpers.evaluation import elbo
+from vae_helpers.models import build_vae
+from vae_helpers.training import TrainingState, train_vae
+
+
+def load_array(path):
+    return np.ascontiguousarray(np.load(path), dtype=np.float32)
+
+
+def make_vae(seed, learning_rate=None, jit_compile="auto"):
+    """The package's VAE; default optimizer unless a learning rate is given."""
+    vae = build_vae(seed=seed, compile=False)
+    optimizer = None if learning_rate is None else keras.optimizers.Adam(learning_rate)
+    vae.compile(optimizer=optimizer, jit_compile=jit_compile)
+    return vae
+
+
+def one_epoch_seconds(vae, x, batch_size, seed=0):
+    """(wall s, CPU s) of one ``train_vae`` epoch over ``x`` (the package's default training path)."""
+    started, cpu = time.perf_counter(), time.process_time()
+    train_vae(vae, x, epochs=1, batch_size=batch_size, seed=seed, progress=None, state=TrainingState())
+    return time.perf_counter() - started, time.process_time() - cpu
+
+
+def task_throughput(args):
+    """Round-robin timed epochs over the batch sizes, after one warm-up epoch each."""
+    x = load_array(args.data)[:args.images]
+    sizes = [int(b) for b in args.batch_sizes.split(",")]
+    models = {}
+    for bs in sizes:
+        models[bs] = make_vae(seed=0, jit_compile=args.jit_compile)
+        one_epoch_seconds(models[bs], x[:max(20 * bs, 320)], bs)
+    runs = []
+    for repeat in range(args.repeats):
+        order = sizes if repeat % 2 == 0 else sizes[::-1]
+        for bs in order:
+            seconds, cpu_seconds = one_epoch_seconds(models[bs], x, bs, seed=repeat)
+            runs.append({"batch_size": bs, "seconds": seconds, "cpu_seconds": cpu_seconds, "images": len(x),
+                         "images_per_s": len(x) / seconds, "images_per_cpu_s": len(x) / cpu_seconds, "loadavg_1m": os.getloadavg()[0]})
+    return {"runs": runs}
+
+
+def task_quality(args):
+    """Train up to ``args.epochs`` epochs in ``args.slices`` slices each; score the test ELBO per slice.
+
+    Each slice is one ``train_vae`` call on the next part of that epoch's shuffled images, with its
+    own noise seed. Training seconds and scoring seconds are kept apart.
+    """
+    set_seed(args.seed)
+    x, x_test = load_array(args.data), load_array(args.test)
+    vae = make_vae(args.seed, args.learning_rate)
+    curve, trained, cpu_trained = [], 0.0, 0.0
+    target = args.target
+    for epoch in range(args.epochs):
+        order = np.random.default_rng([args.seed, 1000 + epoch]).permutation(len(x))
+        for part, chunk in enumerate(np.array_split(order, args.slices)):
+            seconds, cpu_seconds = one_epoch_seconds(vae, x[chunk], args.batch_size,
+                                                     seed=args.seed * 1000 + epoch * args.slices + part)
+            trained, cpu_trained = trained + seconds, cpu_trained + cpu_seconds
+            score = elbo(vae, x_test, n_samples=args.n_samples, seed=0)
+            curve.append({"epoch": epoch + (part + 1) / args.slices, "train_seconds": trained,
+                          "train_cpu_seconds": cpu_trained,
+                          "test_elbo": score, "loadavg_1m": os.getloadavg()[0]})
+            print(f"package bs{args.batch_size} lr{args.learning_rate}: epoch {curve[-1]['epoch']:.2f} "
+                  f"{trained:.1f} s test ELBO {score:.2f}", file=sys.stderr, flush=True)
+        if target is not None and args.stop_after_target and max(c["test_elbo"] for c in curve) >= target:
+            break
+    return {"curve": curve}
+
+
+TASKS = {"throughput": task_throughput, "quality": task_quality}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", choices=sorted(TASKS), required=True)
+    parser.add_argument("--data", help=".npy file of float32 training images")
+    parser.add_argument("--test", help=".npy file of float32 test images")
+    parser.add_argument("--images", type=int, default=6400)
+    parser.add_argument("--batch-sizes", default="16,32,64,128")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--learning-rate", type=float, default=None)
+    parser.add_argument("--jit-compile", default="auto", type=lambda s: {"true": True, "false": False}.get(s, s))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--slices", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-samples", type=int, default=8)
+    parser.add_argument("--target", type=float, default=None)
+    parser.add_argument("--stop-after-target", action="store_true")
+    args = parser.parse_args(argv)
+    result = {"task": args.task, **TASKS[args.task](args)}
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""Shared fixtures: the bundled data and small models for fast tests."""
+
+import numpy as np
+import pytest
+
+from vae_helpers import data
+
+
+@pytest.fixture(scope="session")
+def sample():
+    """The bundled sample: (x_train, y_train), (x_test, y_test)."""
+    return data.load_sample()
+
+
+@pytest.fixture(scope="session")
+def small_images(sample):
+    """A class-balanced 200-image training subset (20 per digit) and 50 test images."""
+    (x_train, y_train), (x_test, y_test) = sample
+    x_small, y_small = data.subset(x_train, y_train, per_class=20, seed=1)
+    return x_small, y_small, x_test[:50], y_test[:50]
+
+
+def write_idx(path, array, magic):
+    """Write ``array`` (uint8) as an IDX file with the given magic number; gzip if path ends in .gz."""
+    import gzip
+
+    header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    payload = header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "wb") as handle:
+        handle.write(payload)
+
+
+@pytest.fixture
+def idx_folder(tmp_path, sample):
+    """A folder of the four IDX files holding 120 train / 40 test real digits; returns (folder, arrays)."""
+    (x_train, y_train), (x_test, y_test) = sample
+    arrays = {
+        "train-images-idx3-ubyte": np.round(x_train[:120, ..., 0] * 255).astype(np.uint8),
+        "train-labels-idx1-ubyte": y_train[:120].astype(np.uint8),
+        "t10k-images-idx3-ubyte.gz": np.round(x_test[:40, ..., 0] * 255).astype(np.uint8),
+        "t10k-labels-idx1-ubyte.gz": y_test[:40].astype(np.uint8),
+    }
+    for name, array in arrays.items():
+        write_idx(tmp_path / name, array, 0x803 if array.ndim == 3 else 0x801)
+    return tmp_path, arrays
