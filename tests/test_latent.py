@@ -113,6 +113,16 @@ def test_slerp_keeps_the_length_of_equal_length_codes_where_lerp_shrinks_it():
     np.testing.assert_allclose(latent.slerp(z0, z1, [0.0, 1.0]), np.stack([z0, z1]), atol=1e-5)
 
 
+def test_slerp_length_changes_linearly_and_stays_bounded_for_nearly_opposite_codes():
+    z0 = np.array([3.0, 0.0])
+    z1 = 1.0 * np.array([np.cos(np.pi - 1e-3), np.sin(np.pi - 1e-3)])  # almost opposite, shorter
+    t = np.linspace(0, 1, 9)
+    path = latent.slerp(z0, z1, t)
+    np.testing.assert_allclose(np.linalg.norm(path, axis=1), 3.0 - 2.0 * t, rtol=1e-5)
+    angles = np.unwrap(np.arctan2(path[:, 1], path[:, 0]))
+    np.testing.assert_allclose(np.diff(angles), (np.pi - 1e-3) / 8, rtol=1e-4)
+
+
 def test_slerp_on_batches_equals_slerp_of_each_pair():
     z0, z1 = RNG.normal(size=(3, 4)), RNG.normal(size=(3, 4))
     t = np.array([0.1, 0.6])

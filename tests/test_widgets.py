@@ -173,11 +173,9 @@ def test_interpolation_steps_and_end_points_recompute_the_path(vae, digits):
 
 def test_interpolation_class_menus_pick_digits_of_that_class(vae, digits):
     x, y = digits
-    box = widgets.interpolation_explorer(vae, x, y, start=0, end=1)
-    menus = [child for child in box.children[0].children[0].children + box.children[0].children[1].children
-             if child.description.endswith("class")]
-    start_menu, end_menu = menus
-    parts = box.parts
+    parts = widgets.interpolation_explorer(vae, x, y, start=0, end=1).parts
+    start_menu, end_menu = parts.start_class, parts.end_class
+    assert start_menu.value == y[0] and end_menu.value == y[1]
     target = (int(y[parts.start.value]) + 1) % 10
     start_menu.value = target
     assert y[parts.start.value] == target
@@ -190,7 +188,7 @@ def test_interpolation_class_menus_pick_digits_of_that_class(vae, digits):
 def test_interpolation_works_without_labels(vae, digits):
     x, _ = digits
     parts = widgets.interpolation_explorer(vae, x, start=2, end=4).parts
-    assert parts.path["images"].shape[:2] == (2, 9)
+    assert parts.path["images"].shape[:2] == (2, 9) and parts.start_class is None
     with pytest.raises(ValueError, match=r"from # index must be in \[0, 199\]"):
         widgets.interpolation_explorer(vae, x, start=200)
 

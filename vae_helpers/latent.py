@@ -138,23 +138,28 @@ def lerp(z0, z1, t):
 
 
 def slerp(z0, z1, t, eps=1e-7):
-    """Spherical interpolation: follow the arc between ``z0`` and ``z1`` instead of the chord.
+    """Spherical interpolation: turn the direction along the arc between ``z0`` and ``z1`` at a
+    constant rate while the length changes linearly from one code's length to the other's.
 
-    Uses ``sin((1 - t) w) / sin(w) * z0 + sin(t w) / sin(w) * z1`` with ``w`` the angle between the
-    codes, so two codes of equal length keep that length all along the path (lerp cuts towards the
-    origin, where a Gaussian prior in many dimensions has almost no codes). Shapes as in ``lerp``.
-    Where the angle is undefined or degenerate (a zero code, parallel or opposite codes) it falls
-    back to ``lerp``, the only well-defined choice there.
+    Two codes of equal length therefore keep that length all along the path, where lerp cuts
+    towards the origin (and a Gaussian prior in many dimensions has almost no codes near the
+    origin). Splitting direction and length keeps the path well behaved even for nearly opposite
+    codes of different lengths, where the textbook formula on raw vectors overshoots wildly. Shapes
+    as in ``lerp``. Where the direction is undefined (a zero code, or exactly opposite codes) it
+    falls back to ``lerp``; for parallel codes the two agree anyway.
     """
     z0, z1 = _endpoints(z0, z1)
     t = _along(_scalars(t, "t", 0.0, 1.0), z0)
-    norms = np.linalg.norm(z0, axis=-1, keepdims=True) * np.linalg.norm(z1, axis=-1, keepdims=True)
-    cos = np.sum(z0 * z1, axis=-1, keepdims=True) / np.where(norms > 0, norms, 1.0)
-    angle = np.arccos(np.clip(cos, -1.0, 1.0))
+    r0 = np.linalg.norm(z0, axis=-1, keepdims=True)
+    r1 = np.linalg.norm(z1, axis=-1, keepdims=True)
+    u0 = z0 / np.where(r0 > 0, r0, 1.0)
+    u1 = z1 / np.where(r1 > 0, r1, 1.0)
+    angle = np.arccos(np.clip(np.sum(u0 * u1, axis=-1, keepdims=True), -1.0, 1.0))
     sin = np.sin(angle)
-    degenerate = (norms <= eps) | (sin <= eps)
+    degenerate = (r0 <= eps) | (r1 <= eps) | (sin <= eps)
     safe_sin = np.where(degenerate, 1.0, sin)
-    arc = (np.sin((1.0 - t) * angle) * z0 + np.sin(t * angle) * z1) / safe_sin
+    direction = (np.sin((1.0 - t) * angle) * u0 + np.sin(t * angle) * u1) / safe_sin
+    arc = ((1.0 - t) * r0 + t * r1) * direction
     chord = (1.0 - t) * z0 + t * z1
     return np.where(degenerate, chord, arc).astype(np.float32)
 

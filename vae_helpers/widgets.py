@@ -320,7 +320,7 @@ def interpolation_explorer(vae, x, y=None, start=0, end=1, n_steps=9, scale=5, s
     for control in (start_box, end_box, steps):
         control.observe(recompute, names="value")
     position.observe(show, names="value")
-    pickers = [start_box, end_box]
+    pickers, start_menu, end_menu = [start_box, end_box], None, None
     if y is not None:
         start_menu = _class_menu(ipw, y, y[start], "from class")
         end_menu = _class_menu(ipw, y, y[end], "to class")
@@ -332,8 +332,9 @@ def interpolation_explorer(vae, x, y=None, start=0, end=1, n_steps=9, scale=5, s
                     _labelled(ipw, pictures["slerp"], "slerp"), _labelled(ipw, pictures["last"], "to")])
     box = ipw.VBox([ipw.HBox([*pickers, steps]), row, _labelled(ipw, strip, "top: lerp, bottom: slerp"), position])
     box.add_class("vae-interpolation-explorer")
-    box.parts = SimpleNamespace(start=start_box, end=end_box, steps=steps, position=position, strip=strip,
-                                path=path, update=show, recompute=recompute, **pictures)
+    box.parts = SimpleNamespace(start=start_box, end=end_box, start_class=start_menu, end_class=end_menu,
+                                steps=steps, position=position, strip=strip, path=path, update=show,
+                                recompute=recompute, **pictures)
     return box
 
 
