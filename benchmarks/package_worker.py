@@ -8,6 +8,8 @@ Tasks (``--task``):
 
 * ``throughput``: images/s of ``training.train_vae`` one-epoch calls at several batch sizes, all
   models warmed up first, then timed round-robin (ABAB) so load changes hit every batch size alike.
+* ``profile``: CPU seconds of one training step through ``fit`` vs Keras' compiled step alone vs
+  the forward pass and each layer, to tell input pipeline and Python overhead from kernels.
 * ``quality``: train with ``train_vae`` in slices of an epoch and score the test ELBO after each
   slice (scoring is not timed), so the time to reach a target ELBO is known to a fraction of an epoch.
 """
@@ -93,7 +95,50 @@ def task_quality(args):
     return {"curve": curve}
 
 
-TASKS = {"throughput": task_throughput, "quality": task_quality}
+def cpu_per_call(fn, calls):
+    """Median CPU seconds of ``fn()`` over ``calls`` calls, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(calls):
+        cpu = time.process_time()
+        fn()
+        times.append(time.process_time() - cpu)
+    return float(np.median(times))
+
+
+def task_profile(args):
+    """Where a batch-``args.batch_size`` training step spends CPU time: fit loop vs compiled step vs layers.
+
+    * ``fit``: ``train_vae`` over ``args.images`` images (numpy input, Keras' data adapter, callbacks);
+    * ``step``: Keras' compiled train function fed from an in-memory tf.data iterator (no adapter);
+    * ``forward``: the VAE's forward pass alone; ``layers``: each layer's forward pass on its own.
+    """
+    from vae_helpers import tf
+
+    bs = args.batch_size
+    x = load_array(args.data)[:args.images]
+    vae = make_vae(seed=0)
+    one_epoch_seconds(vae, x[:20 * bs], bs)
+    fit_cpu = []
+    for repeat in range(args.repeats):
+        fit_cpu.append(one_epoch_seconds(vae, x, bs, seed=repeat)[1] / (len(x) / bs))
+    batch = tf.constant(x[:bs])
+    iterator = iter(tf.data.Dataset.from_tensors((batch,)).repeat())
+    train_function = vae.make_train_function()
+    step = cpu_per_call(lambda: train_function(iterator), 50)
+    forward_fn = tf.function(lambda b: vae(b, training=False))
+    forward = cpu_per_call(lambda: forward_fn(batch), 50)
+    layer_times = {}
+    for model in (vae.encoder, vae.decoder):
+        for layer in model.layers[1:]:
+            inputs = tf.constant(np.random.default_rng(0).random((bs, *layer.input.shape[1:]), dtype=np.float32))
+            fn = tf.function(lambda t, layer=layer: layer(t))
+            layer_times[f"{model.name}/{layer.name}"] = cpu_per_call(lambda: fn(inputs), 100)
+    return {"batch_size": bs, "fit_cpu_s_per_step": float(np.median(fit_cpu)), "step_cpu_s": step,
+            "forward_cpu_s": forward, "layer_forward_cpu_s": layer_times, "loadavg_1m": os.getloadavg()[0]}
+
+
+TASKS = {"throughput": task_throughput, "quality": task_quality, "profile": task_profile}
 
 
 def main(argv=None):

@@ -41,6 +41,16 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 FULL_SIZES = {"train": 60_000, "test": 10_000}
 SAMPLE_SIZES = {"train": 4_000, "test": 1_000}
 VALIDATION_FRACTION = 0.1  # what the CLI's TrainSettings holds out
+PROBE_BATCHES = 100  # training batches per probe epoch (see stop_fit_after)
+# Which probe steps a notebook pays for at full size, recognised by the functions its code calls.
+STEP_TRIGGERS = {
+    "load and scale the images": ("load_mnist(",),
+    "train one epoch with validation": ("train_vae(", "train_run(", ".fit("),
+    "ELBO of the test set": ("elbo(",),
+    "k-NN accuracy on the codes": ("knn_latent_accuracy(",),
+    "importance-weighted NLL (k=100, 500 images)": ("importance_weighted_nll(",),
+    "encode the test set": ("encode(", "plot_latent_scatter("),
+}
 
 
 # ----------------------------------------------------------------------------- /proc readings
@@ -222,6 +232,28 @@ def synthetic_pixels(n, seed):
     return np.round(x_train[picks, ..., 0] * 255).astype(np.uint8), (picks % 10).astype(np.uint8)
 
 
+def stop_fit_after(vae, batches):
+    """Make ``vae.fit`` end each epoch after ``batches`` batches.
+
+    train_vae still copies and shuffles the whole training set and Keras still wraps all of it, so
+    the memory that depends on the data size is all there; the remaining batches would only cost time.
+    """
+    from vae_helpers import keras
+
+    class StopAfter(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch + 1 >= batches:
+                self.model.stop_training = True
+
+    full_fit = vae.fit
+
+    def fit(*args, callbacks=None, **kwargs):
+        return full_fit(*args, callbacks=[*(callbacks or []), StopAfter()], **kwargs)
+
+    vae.fit = fit
+    return vae
+
+
 def probe_step(name, function, steps):
     """Run ``function`` with the peak reset first; record the step's peak and the RSS after it."""
     reset_peak()
@@ -246,7 +278,7 @@ def run_probe(n_train, n_test):
 
     def train():  # one epoch of the CLI's training: 90 % fit, 10 % validation ELBO every epoch
         x_fit, x_val = training.split_validation(held["train"][0], VALIDATION_FRACTION, 0)
-        held["vae"] = models.build_vae(2, seed=0)
+        held["vae"] = stop_fit_after(models.build_vae(2, seed=0), PROBE_BATCHES)
         training.train_vae(held["vae"], x_fit, epochs=1, batch_size=16, x_val=x_val, progress=None)
 
     def test_elbo():
@@ -266,7 +298,7 @@ def run_probe(n_train, n_test):
                            ("importance-weighted NLL (k=100, 500 images)", iwae),
                            ("encode the test set", codes)]:
         probe_step(name, function, steps)
-    return {"train_images": n_train, "test_images": n_test, "steps": steps,
+    return {"train_images": n_train, "test_images": n_test, "training_batches": PROBE_BATCHES, "steps": steps,
             "peak_bytes": max(step["peak_bytes"] for step in steps)}
 
 
@@ -295,19 +327,41 @@ def array_sizes(n_train, n_test, knn_chunk=1000, latent_dim=2):
     }
 
 
-def full_mnist_estimate(notebooks, timeout):
-    """Probe at full and at sample size; the difference, added to each notebook's peak, is its estimate."""
+def step_deltas(full, sample):
+    """{step: bytes the full data adds to that step's peak} from the two probes."""
+    sample_peaks = {step["step"]: step["peak_bytes"] for step in sample["steps"]}
+    return {step["step"]: max(0, step["peak_bytes"] - sample_peaks[step["step"]]) for step in full["steps"]}
+
+
+def steps_used(notebook):
+    """Probe steps whose functions the notebook's code cells call (by name)."""
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    source = "\n".join(cell.source for cell in nb.cells if cell.cell_type == "code")
+    return [step for step, names in STEP_TRIGGERS.items() if any(name in source for name in names)]
+
+
+def notebook_estimate(record, deltas, used):
+    """A notebook's full-MNIST peak: its measured peak plus the largest data-size cost among its steps."""
+    extra = max([deltas[step] for step in used], default=0)
+    return {"bytes": record["peak_rss_bytes"] + extra, "extra_bytes": extra, "steps": used}
+
+
+def full_mnist_estimate(records, paths, timeout):
+    """Probe at full and at sample size, then estimate each notebook from the steps it calls."""
     full, sample = probe_in_subprocess(FULL_SIZES, timeout), probe_in_subprocess(SAMPLE_SIZES, timeout)
-    extra = full["peak_bytes"] - sample["peak_bytes"]
-    per_notebook = {record["notebook"]: record["peak_rss_bytes"] + extra
-                    for record in notebooks if "peak_rss_bytes" in record}
+    deltas = step_deltas(full, sample)
+    per_notebook = {record["notebook"]: notebook_estimate(record, deltas, steps_used(path))
+                    for record, path in zip(records, paths) if "peak_rss_bytes" in record}
     return {
-        "method": "notebook peak on the sample + (probe peak at 60,000/10,000 - probe peak at 4,000/1,000)",
-        "extra_bytes_for_full_data": extra,
+        "method": ("measured peak on the sample + the largest (probe peak at 60,000/10,000 - probe peak at "
+                   "4,000/1,000) among the probe steps whose functions the notebook calls"),
+        "step_extra_bytes": deltas,
         "probe_full": full,
         "probe_sample": sample,
         "array_sizes_bytes": array_sizes(FULL_SIZES["train"], FULL_SIZES["test"]),
-        "notebooks_bytes": per_notebook,
+        "notebooks": per_notebook,
     }
 
 
@@ -326,23 +380,26 @@ def over_limit(report, limit_bytes):
         if record.get("peak_rss_bytes", 0) > limit_bytes:
             problems.append(f"{record['notebook']}: measured peak {mib(record['peak_rss_bytes'])} > limit")
     estimate = report.get("full_mnist_estimate") or {}
-    for name, value in estimate.get("notebooks_bytes", {}).items():
-        if value > limit_bytes:
-            problems.append(f"{name}: full-MNIST estimate {mib(value)} > limit")
+    for name, value in estimate.get("notebooks", {}).items():
+        if value["bytes"] > limit_bytes:
+            problems.append(f"{name}: full-MNIST estimate {mib(value['bytes'])} > limit "
+                            f"(data-size cost from: {', '.join(value['steps'])})")
     return problems
 
 
 def print_summary(report):
-    print(f"\nPeak kernel memory ({report['settings']['mode']} mode, data={report['settings']['data']}):")
-    estimate = (report.get("full_mnist_estimate") or {}).get("notebooks_bytes", {})
+    settings = report["settings"]
+    print(f"\nPeak kernel memory ({settings['mode']} mode, data={settings['data']}), limit {mib(report['limit_bytes'])}:")
+    estimate = report.get("full_mnist_estimate") or {}
     for record in report["notebooks"]:
         peak = mib(record["peak_rss_bytes"]) if "peak_rss_bytes" in record else "     n/a"
-        full = f"  full MNIST ~{mib(estimate[record['notebook']])}" if record["notebook"] in estimate else ""
+        full = estimate.get("notebooks", {}).get(record["notebook"])
+        full = f"  full MNIST ~{mib(full['bytes'])}" if full else ""
         print(f"  {peak}{full}  {record['seconds']:7.1f} s  {record['notebook']}  [{record['status']}]")
-    if report.get("full_mnist_estimate"):
-        e = report["full_mnist_estimate"]
-        print(f"  full data adds {mib(e['extra_bytes_for_full_data'])} "
-              f"(probe peaks: full {mib(e['probe_full']['peak_bytes'])}, sample {mib(e['probe_sample']['peak_bytes'])})")
+    if estimate:
+        print("  what the full 60,000/10,000 MNIST adds to each step's peak (probe):")
+        for step, extra in estimate["step_extra_bytes"].items():
+            print(f"    {mib(extra)}  {step}")
 
 
 def machine():
@@ -384,7 +441,7 @@ def main(argv=None):
               "notebooks": records}
     if not args.no_estimate:
         print("probing full-MNIST memory ...", flush=True)
-        report["full_mnist_estimate"] = full_mnist_estimate(records, args.timeout)
+        report["full_mnist_estimate"] = full_mnist_estimate(records, paths, args.timeout)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print_summary(report)

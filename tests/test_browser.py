@@ -1,0 +1,202 @@
+"""The latent widgets in a real browser: JupyterLab + headless Chromium, driven by Playwright.
+
+Opens notebooks/05_latent_interaction.ipynb in a throw-away JupyterLab (see tests/browser/lab.py),
+clears the stored outputs, runs every cell in a live kernel (quick mode, bundled data), drags the
+explorer's first slider and checks that the digit the page shows really changed. Screenshots go to
+``$VAE_HELPERS_ARTIFACTS`` (default: pytest's temporary folder); with
+``VAE_HELPERS_UPDATE_SCREENSHOT=1`` the combined one is also copied to docs/widgets.png.
+
+Needs: pip ``playwright`` (no browser download: it drives Debian's ``chromium``), ``jupyterlab``
+and ``ipywidgets``. Skips with the reason when any is missing.
+"""
+
+import base64
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.browser.lab import CHROMIUM_ARGS, LabServer, find_chromium
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK = REPO / "notebooks" / "05_latent_interaction.ipynb"
+DOCS_SCREENSHOT = REPO / "docs" / "widgets.png"
+WIDGET_CLASSES = ("vae-latent-explorer", "vae-interpolation-explorer", "vae-concept-editor")
+RUN_ALL_TIMEOUT_MS = 75_000
+
+
+def _missing():
+    for module, install in (("playwright", "pip install playwright"), ("jupyterlab", "pip install jupyterlab"),
+                            ("ipywidgets", "pip install 'ipywidgets>=8'")):
+        if importlib.util.find_spec(module) is None:
+            return f"{module} is not installed ({install})"
+    if find_chromium() is None:
+        return "no Chromium found (apt-get install chromium, or set VAE_HELPERS_CHROMIUM)"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_missing() is not None, reason=str(_missing()))
+
+
+@pytest.fixture
+def artifacts(tmp_path):
+    folder = Path(os.environ.get("VAE_HELPERS_ARTIFACTS", tmp_path / "artifacts"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def lab(tmp_path):
+    env = {"VAE_HELPERS_QUICK": "1", "VAE_HELPERS_DATA": "sample"}
+    with LabServer(tmp_path / "lab", [NOTEBOOK], env=env) as server:
+        yield server
+
+
+@pytest.fixture
+def page(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=find_chromium(), headless=True,
+            args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 900}, timeout=60_000)
+        try:
+            yield context.pages[0] if context.pages else context.new_page()
+        finally:
+            context.close()
+
+
+# --- steps -----------------------------------------------------------------------------------------
+
+
+def open_notebook(page, lab):
+    page.goto(lab.url(NOTEBOOK.name), timeout=60_000)
+    page.wait_for_function("() => window.jupyterapp && document.querySelector('.jp-NotebookPanel .jp-Cell')",
+                           timeout=60_000)
+    page.wait_for_function("""() => {
+        const panel = window.jupyterapp.shell.currentWidget;
+        const kernel = panel && panel.sessionContext && panel.sessionContext.session
+            && panel.sessionContext.session.kernel;
+        return kernel && kernel.connectionStatus === 'connected' && kernel.status === 'idle';
+    }""", timeout=60_000)
+
+
+def run_all_cells(page, lab):
+    """Clear stored outputs (so nothing shown comes from the saved file), then run every cell."""
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')")
+    assert page.locator(".vae-latent-explorer").count() == 0
+    page.evaluate("() => { window.__runAll = window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+    try:
+        page.wait_for_function("""() => {
+            const panel = window.jupyterapp.shell.currentWidget;
+            const kernel = panel.sessionContext.session.kernel;
+            const cells = panel.content.widgets.filter(cell => cell.model.type === 'code');
+            return kernel.status === 'idle' && cells.every(cell => cell.model.executionCount !== null);
+        }""", timeout=RUN_ALL_TIMEOUT_MS, polling=500)
+    except Exception as err:
+        raise AssertionError(f"notebook did not finish running: {err}\n{lab.log_tail()}") from err
+    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'],"
+                          " .jp-RenderedText[data-mime-type='application/vnd.jupyter.error']")
+    assert errors.count() == 0, f"cells wrote errors: {errors.all_inner_texts()}"
+    assert "Error displaying widget" not in page.locator(".jp-Notebook").inner_text()
+
+
+def image_bytes(page, locator):
+    """The bytes behind an <img> element's current src (a blob: or data: URL)."""
+    encoded = locator.evaluate("""async img => {
+        const buffer = await (await fetch(img.src)).arrayBuffer();
+        let text = '';
+        new Uint8Array(buffer).forEach(byte => { text += String.fromCharCode(byte); });
+        return btoa(text);
+    }""")
+    return base64.b64decode(encoded)
+
+
+def drag_slider(page, slider, fraction):
+    """Drag a noUiSlider handle by ``fraction`` of the track width (positive: to the right)."""
+    track = slider.locator(".noUi-target").bounding_box()
+    handle = slider.locator(".noUi-handle").bounding_box()
+    x, y = handle["x"] + handle["width"] / 2, handle["y"] + handle["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    for step in range(1, 6):
+        page.mouse.move(x + fraction * track["width"] * step / 5, y)
+    page.mouse.up()
+
+
+def wait_for_new_image(page, locator, before, timeout_s=15):
+    deadline = page.evaluate("() => performance.now()") + timeout_s * 1000
+    while page.evaluate("() => performance.now()") < deadline:
+        now = image_bytes(page, locator)
+        if now != before:
+            return now
+        page.wait_for_timeout(100)
+    raise AssertionError("the digit image did not change after moving the slider")
+
+
+def save_screenshots(page, artifacts):
+    """One picture per widget plus the three stacked into one (the README picture)."""
+    from PIL import Image
+
+    paths = []
+    for name in WIDGET_CLASSES:
+        widget = page.locator(f".{name}").first
+        widget.scroll_into_view_if_needed()
+        paths.append(artifacts / f"{name}.png")
+        widget.screenshot(path=str(paths[-1]))
+    page.screenshot(path=str(artifacts / "page.png"))
+    pictures = [Image.open(path).convert("RGB") for path in paths]
+    combined = Image.new("RGB", (max(p.width for p in pictures), sum(p.height + 16 for p in pictures) - 16),
+                         "white")
+    top = 0
+    for picture in pictures:
+        combined.paste(picture, (0, top))
+        top += picture.height + 16
+    combined.save(artifacts / "widgets.png")
+    if os.environ.get("VAE_HELPERS_UPDATE_SCREENSHOT", "") not in ("", "0"):
+        DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
+        shutil.copy(artifacts / "widgets.png", DOCS_SCREENSHOT)
+    return artifacts / "widgets.png"
+
+
+# --- the test --------------------------------------------------------------------------------------
+
+
+def test_notebook_widgets_update_in_a_real_browser(lab, page, artifacts):
+    open_notebook(page, lab)
+    run_all_cells(page, lab)
+    for name in WIDGET_CLASSES:
+        assert page.locator(f".{name}").count() == 1, f"widget .{name} is not on the page"
+
+    explorer = page.locator(".vae-latent-explorer")
+    digit = explorer.locator("img.vae-explorer-digit")
+    scatter = explorer.locator("img.vae-explorer-scatter")
+    first_slider = explorer.locator(".widget-slider").first
+    explorer.scroll_into_view_if_needed()
+    digit_before, scatter_before = image_bytes(page, digit), image_bytes(page, scatter)
+    shown_before = np.asarray(_pixels(digit.screenshot()))
+    readout_before = first_slider.locator(".widget-readout").inner_text()
+
+    drag_slider(page, first_slider, 0.3)
+    digit_after = wait_for_new_image(page, digit, digit_before)
+    readout_after = first_slider.locator(".widget-readout").inner_text()
+    assert float(readout_after) > float(readout_before), (readout_before, readout_after)
+    assert image_bytes(page, scatter) != scatter_before  # the marker moved too
+    assert digit_after[:8] == b"\x89PNG\r\n\x1a\n"
+    page.wait_for_timeout(300)  # let the browser paint the new image before comparing pixels
+    shown_after = np.asarray(_pixels(digit.screenshot()))
+    assert shown_after.shape == shown_before.shape and np.abs(shown_after - shown_before).max() > 0
+
+    screenshot = save_screenshots(page, artifacts)
+    print(f"browser screenshots in {artifacts} (README picture: {screenshot})")
+
+
+def _pixels(png):
+    import io
+
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.int16)

@@ -1,0 +1,148 @@
+"""The command line, run as a learner would: ``python -m vae_helpers ...`` in a fresh process."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from tests.conftest import write_idx
+
+NOISE = ("oneDNN", "cpu_feature_guard", "absl::InitializeLog", "I0000", "W0000", "E0000", "Warning", "WARNING")
+
+
+def cli(*args, cwd=None, timeout=300):
+    env = {**os.environ, "VAE_HELPERS_DATA": ""}
+    return subprocess.run([sys.executable, "-m", "vae_helpers", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, env=env, timeout=timeout)
+
+
+def assert_no_noise(text):
+    found = [word for word in NOISE if word in text]
+    assert not found, f"learner-facing output contains {found}:\n{text}"
+
+
+@pytest.fixture(scope="module")
+def digits_folder(tmp_path_factory, sample):
+    """IDX files with 640 training and 100 test digits: enough for a few short CLI epochs."""
+    folder = tmp_path_factory.mktemp("digits")
+    (x_train, y_train), (x_test, y_test) = sample
+    write_idx(folder / "train-images-idx3-ubyte", np.round(x_train[:640, ..., 0] * 255).astype(np.uint8), 0x803)
+    write_idx(folder / "train-labels-idx1-ubyte", y_train[:640].astype(np.uint8), 0x801)
+    write_idx(folder / "t10k-images-idx3-ubyte", np.round(x_test[:100, ..., 0] * 255).astype(np.uint8), 0x803)
+    write_idx(folder / "t10k-labels-idx1-ubyte", y_test[:100].astype(np.uint8), 0x801)
+    return folder
+
+
+def read_weights(path):
+    with h5py.File(path, "r") as handle:
+        arrays = []
+        handle.visititems(lambda name, obj: arrays.append((name, obj[()])) if isinstance(obj, h5py.Dataset) else None)
+    return dict(arrays)
+
+
+def train_args(folder, out, epochs=3):
+    return ["train", "--data", folder, "--epochs", epochs, "--out", out, "--seed", 3, "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(digits_folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "straight"
+    result = cli(*train_args(digits_folder, out))
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_train_writes_weights_record_and_figures(finished_run):
+    out, result = finished_run
+    assert_no_noise(result.stderr + result.stdout)
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "finished"
+    assert record["settings"]["epochs"] == 3 and record["settings"]["seed"] == 3
+    assert record["data"] == {"train": 576, "validation": 64, "test": 100}
+    assert len(record["history"]["loss"]) == 3 and len(record["history"]["val_elbo"]) == 3
+    assert -600 < record["test_elbo"] < -100
+    assert 1 <= record["best_epoch"] <= 3
+    for name in ("weights.weights.h5", "manifold.png", "latent.png", "history.png"):
+        assert (out / name).stat().st_size > 1000, name
+    assert (out / "manifold.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"Test ELBO: {record['test_elbo']:.2f}" in result.stdout
+    assert sum(line.startswith("epoch ") for line in result.stdout.splitlines()) == 3
+
+
+def test_train_refuses_to_overwrite_a_run_without_force(finished_run, digits_folder):
+    out, _ = finished_run
+    before = (out / "weights.weights.h5").read_bytes()
+    result = cli(*train_args(digits_folder, out, epochs=1))
+    assert result.returncode == 2
+    assert "already holds files" in result.stderr and "--force" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (out / "weights.weights.h5").read_bytes() == before
+
+
+def test_resume_needs_a_run(tmp_path, digits_folder):
+    result = cli("train", "--data", digits_folder, "--out", tmp_path / "empty", "--resume")
+    assert result.returncode == 2 and "no run.json here" in result.stderr
+
+
+def test_bad_data_path_is_one_clear_line(tmp_path):
+    result = cli("train", "--data", tmp_path / "no-such-folder", "--out", tmp_path / "run")
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {tmp_path / 'no-such-folder'}: not a folder (expected a folder of IDX files)"
+
+
+def test_killed_run_resumes_to_the_same_weights(finished_run, digits_folder, tmp_path):
+    """Kill training mid-run (SIGKILL, as a closed laptop would), resume, compare with the uninterrupted run."""
+    straight, _ = finished_run
+    out = tmp_path / "killed"
+    env = {**os.environ, "VAE_HELPERS_DATA": ""}
+    process = subprocess.Popen([sys.executable, "-m", "vae_helpers", *map(str, train_args(digits_folder, out))],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    state = out / "checkpoint" / "state.json"
+    deadline = time.time() + 240
+    while not state.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)  # into the second epoch
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert json.loads(state.read_text())["epochs_done"] < 3, "the run finished before it could be killed"
+    result = cli("train", "--out", out, "--resume", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "Resuming" in result.stdout
+    expected, got = read_weights(straight / "weights.weights.h5"), read_weights(out / "weights.weights.h5")
+    model_weights = [name for name in expected if not name.startswith("optimizer")]
+    assert model_weights and set(model_weights) <= set(got)
+    for name in model_weights:
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+    record = json.loads((out / "run.json").read_text())
+    assert len(record["history"]["loss"]) == 3
+
+
+def test_demo_scores_the_pretrained_model_and_draws_the_manifold(tmp_path):
+    result = cli("demo", "--data", "sample", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert_no_noise(result.stderr + result.stdout)
+    assert "Test ELBO on 1,000 test digits" in result.stdout
+    assert (tmp_path / "vae-demo" / "manifold.png").stat().st_size > 10_000
+    again = cli("demo", "--data", "sample", cwd=tmp_path)  # the demo may refresh its own folder
+    assert again.returncode == 0, again.stderr
+
+
+def test_demo_does_not_write_into_a_foreign_folder(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    result = cli("demo", "--data", "sample", "--out", tmp_path / "mine")
+    assert result.returncode == 2 and "did not write" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
+
+
+def test_importing_the_package_prints_nothing():
+    result = subprocess.run([sys.executable, "-c", "import vae_helpers, vae_helpers.models; vae_helpers.models.build_vae()"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "" and result.stdout == ""
