@@ -128,7 +128,7 @@ def test_binder_installs_this_repository_from_the_root(binder_lines):
 
 def test_binder_folder_holds_no_other_build_pack():
     clashing = [name for name in OTHER_BUILD_PACKS if (BINDER / name).exists()]
-    assert not clashing, f"binder/{clashing} would make repo2docker ignore binder/requirements.txt"
+    assert not clashing, f"binder/{', '.join(clashing)} would make repo2docker ignore binder/requirements.txt"
 
 
 def test_notebook_front_end_moves_with_jupyterlab(binder_lines, top_level_pins):

@@ -125,6 +125,25 @@ def test_explorer_has_one_slider_per_dimension_in_higher_dimensions(digits):
     np.testing.assert_array_equal(shown(parts.digit), decoded_png_pixels(vae3, [0.0, 0.0, 1.0], 6))
 
 
+def test_explorer_in_one_dimension_draws_a_line_marker(digits):
+    x, y = digits
+    vae1 = build_vae(latent_dim=1, seed=0, compile=False)
+    parts = widgets.latent_explorer(vae1, x[:40], y[:40]).parts
+    assert len(parts.sliders) == 1
+    parts.sliders[0].value = 1.0
+    column = parts.canvas.position(np.array([1.0]))[1]
+    marker_column = shown(parts.scatter)[:, column]
+    assert np.all(marker_column == widgets.MARKER_COLOR)  # a full-height line at z1 = 1
+    np.testing.assert_array_equal(shown(parts.digit), decoded_png_pixels(vae1, [1.0], 6))
+
+
+def test_explorer_without_labels_draws_grey_codes(vae, digits, recwarn):
+    x, _ = digits
+    parts = widgets.latent_explorer(vae, x[:40]).parts
+    assert not [w for w in recwarn if "color" in str(w.message).lower()]
+    assert parts.codes.shape == (40, 2)
+
+
 def test_explorer_checks_labels_match_images(vae, digits):
     x, y = digits
     with pytest.raises(ValueError, match="x has 200 images but y has 199 labels"):

@@ -205,7 +205,7 @@ def _labels_for(labels, z, name="labels"):
 
 
 def class_concept(z, labels, source, target):
-    """The concept "from class ``source`` to class ``target``": mean code of the targets minus mean code of the sources."""
+    """The concept "from class ``source`` to class ``target``": mean target code minus mean source code."""
     z = _group(z, "z")
     labels = _labels_for(labels, z)
     if source == target:

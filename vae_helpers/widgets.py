@@ -16,8 +16,17 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from vae_helpers.latent import (apply_concept, attribute_concept, class_concept, decode, encode,
-                                ink_amount, interpolate, latent_dim_of, slant)
+from vae_helpers.latent import (
+    apply_concept,
+    attribute_concept,
+    class_concept,
+    decode,
+    encode,
+    ink_amount,
+    interpolate,
+    latent_dim_of,
+    slant,
+)
 
 MARKER_COLOR = (220, 20, 60)
 HIGHLIGHT_COLOR = (220, 20, 60)
@@ -120,19 +129,19 @@ class ScatterCanvas:
 
 def _draw_scatter(codes, labels, limit, pixels, one_dim):
     """Render the scatter with matplotlib's Agg canvas; return (RGB pixels, data -> pixel function)."""
+    import matplotlib.patheffects as effects
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-
-    import matplotlib.patheffects as effects
 
     fig = Figure(figsize=(pixels / 100, pixels / 100), dpi=100)
     canvas = FigureCanvasAgg(fig)
     ax = fig.add_axes([0.14, 0.12, 0.82, 0.82])
     x = codes[:, 0]
     y = (labels if labels is not None else np.zeros(len(codes))) if one_dim else codes[:, 1]
-    colors = labels if labels is not None else "0.5"
-    ax.scatter(x, y, c=colors, cmap="tab10", vmin=-0.5, vmax=9.5, s=4, alpha=0.6, linewidths=0)
-    if labels is not None:
+    if labels is None:
+        ax.scatter(x, y, color="0.5", s=4, alpha=0.6, linewidths=0)
+    else:
+        ax.scatter(x, y, c=labels, cmap="tab10", vmin=-0.5, vmax=9.5, s=4, alpha=0.6, linewidths=0)
         for label in np.unique(labels):
             members = labels == label
             ax.text(np.median(x[members]), np.median(y[members]), str(label), fontsize=12,
