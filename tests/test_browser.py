@@ -7,7 +7,8 @@ explorer's first slider and checks that the digit the page shows really changed.
 ``VAE_HELPERS_UPDATE_SCREENSHOT=1`` the combined one is also copied to docs/widgets.png.
 
 Needs: pip ``playwright`` (no browser download: it drives Debian's ``chromium``), ``jupyterlab``
-and ``ipywidgets``. Skips with the reason when any is missing.
+and ``ipywidgets``. Skips with the reason when any is missing, or fails with it where
+``VAE_HELPERS_REQUIRE_BROWSER=1`` (as in CI).
 """
 
 import base64
@@ -38,7 +39,14 @@ def _missing():
     return None
 
 
-pytestmark = pytest.mark.skipif(_missing() is not None, reason=str(_missing()))
+@pytest.fixture(autouse=True)
+def browser_available():
+    """Skip when a tool is missing; fail instead where ``VAE_HELPERS_REQUIRE_BROWSER=1`` (CI)."""
+    reason = _missing()
+    if reason is not None:
+        if os.environ.get("VAE_HELPERS_REQUIRE_BROWSER", "") not in ("", "0"):
+            pytest.fail(f"browser test required (VAE_HELPERS_REQUIRE_BROWSER=1) but {reason}")
+        pytest.skip(reason)
 
 
 @pytest.fixture

@@ -1,8 +1,6 @@
 """Data loaders: the bundled sample, IDX folders, the 'auto' fallback and input checks."""
 
-import gzip
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np

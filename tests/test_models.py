@@ -182,7 +182,7 @@ def test_weights_file_errors_name_the_file(tmp_path):
 
 def test_autoencoder_is_deterministic_and_has_no_log_var_head(small_images):
     x, *_ = small_images
-    autoencoder, encoder, decoder = models.build_autoencoder(2)
+    autoencoder, encoder, _ = models.build_autoencoder(2)
     assert "z_log_var" not in [layer.name for layer in encoder.layers]
     assert autoencoder.count_params() == 550_629 - 66
     a = autoencoder.predict(x[:5], verbose=0)

@@ -127,7 +127,7 @@ def train_vae(vae, x_train, epochs, batch_size=16, x_val=None, seed=0, progress=
     if getattr(vae, "optimizer", None) is None:
         vae.compile()
     state = state or TrainingState()
-    steps = int(np.ceil(len(x_train) / batch_size))
+    steps = -(-len(x_train) // batch_size)
     for epoch in range(state.epochs_done, epochs):
         started = time.perf_counter()
         reseed_sampling(vae, seed, epoch)
