@@ -190,6 +190,7 @@ PROBE = ("import json, sys, vae_helpers\n"
 
 
 def first_line(source):
+    """The first non-blank line of a cell (cut to 80 characters), to name the cell in a report."""
     lines = [line for line in source.splitlines() if line.strip()]
     return (lines[0][:80] + (" ..." if len(lines) > 1 else "")) if lines else "(empty)"
 
@@ -280,12 +281,11 @@ def run_notebooks(paths, kernel_name, timeout, repo_root, fail_on_stderr=False):
     problems = []
     for path in paths:
         found, stderr, seconds = execute_notebook(path, kernel_name, timeout, repo_root)
-        status = "FAILED" if found else "ok"
-        print(f"  {status:6} {Path(path).name}  {seconds:6.1f} s", flush=True)
-        for cell_number, text in stderr:
-            print(f"         stderr in cell {cell_number}: {text[:300]}")
         if fail_on_stderr and stderr:
             found = found + [f"{path}\n    wrote to stderr in cell(s) {sorted({c for c, _ in stderr})}"]
+        print(f"  {'FAILED' if found else 'ok':6} {Path(path).name}  {seconds:6.1f} s", flush=True)
+        for cell_number, text in stderr:
+            print(f"         stderr in cell {cell_number}: {text[:300]}")
         problems.extend(found)
     return problems
 

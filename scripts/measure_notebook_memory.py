@@ -353,7 +353,7 @@ def full_mnist_estimate(records, paths, timeout):
     full, sample = probe_in_subprocess(FULL_SIZES, timeout), probe_in_subprocess(SAMPLE_SIZES, timeout)
     deltas = step_deltas(full, sample)
     per_notebook = {record["notebook"]: notebook_estimate(record, deltas, steps_used(path))
-                    for record, path in zip(records, paths) if "peak_rss_bytes" in record}
+                    for record, path in zip(records, paths, strict=True) if "peak_rss_bytes" in record}
     return {
         "method": ("measured peak on the sample + the largest (probe peak at 60,000/10,000 - probe peak at "
                    "4,000/1,000) among the probe steps whose functions the notebook calls"),
@@ -389,7 +389,8 @@ def over_limit(report, limit_bytes):
 
 def print_summary(report):
     settings = report["settings"]
-    print(f"\nPeak kernel memory ({settings['mode']} mode, data={settings['data']}), limit {mib(report['limit_bytes'])}:")
+    print(f"\nPeak kernel memory ({settings['mode']} mode, data={settings['data']}), "
+          f"limit {mib(report['limit_bytes']).strip()}:")
     estimate = report.get("full_mnist_estimate") or {}
     for record in report["notebooks"]:
         peak = mib(record["peak_rss_bytes"]) if "peak_rss_bytes" in record else "     n/a"

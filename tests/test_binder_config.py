@@ -289,7 +289,8 @@ def test_over_limit_names_failures_and_estimates():
     report = {"notebooks": [{"notebook": "a.ipynb", "status": "ok", "peak_rss_bytes": 100},
                             {"notebook": "b.ipynb", "status": "error in cell 3: CellExecutionError",
                              "error": "ValueError: bad", "peak_rss_bytes": 100}],
-              "full_mnist_estimate": {"notebooks": {"a.ipynb": {"bytes": 500, "steps": ["k-NN accuracy on the codes"]}}}}
+              "full_mnist_estimate": {"notebooks": {
+                  "a.ipynb": {"bytes": 500, "steps": ["k-NN accuracy on the codes"]}}}}
     problems = measure_notebook_memory.over_limit(report, limit_bytes=400)
     assert any(p.startswith("b.ipynb: error in cell 3") for p in problems)
     assert any("a.ipynb: full-MNIST estimate" in p and "k-NN" in p for p in problems)
