@@ -66,7 +66,7 @@ def plot_manifold(decoder_or_grid, n=15, quantiles=(0.05, 0.95), ax=None, title=
     ticks = norm.ppf(np.linspace(*quantiles, n))
     digit = grid.shape[0] // n
     positions = np.arange(n) * digit + digit / 2
-    show = np.arange(0, n, max(1, n // 5))
+    show = np.unique(np.linspace(0, n - 1, min(n, 5)).round().astype(int))
     ax.set_xticks(positions[show], [f"{t:.1f}" for t in ticks[show]])
     ax.set_yticks(positions[show], [f"{t:.1f}" for t in ticks[::-1][show]])
     ax.set_xlabel("$z_1$")
