@@ -26,7 +26,8 @@ import vae_helpers  # noqa: F401  (quiet TensorFlow first)
 from vae_helpers import keras
 from vae_helpers.config import set_seed
 from vae_helpers.evaluation import elbo
-from vae_helpers.models import build_vae
+from vae_helpers.losses import VAELoss, kl_divergence, reconstruction_loss
+from vae_helpers.models import VAE, build_decoder, build_encoder, build_vae
 from vae_helpers.training import TrainingState, train_vae
 
 
@@ -34,11 +35,40 @@ def load_array(path):
     return np.ascontiguousarray(np.load(path), dtype=np.float32)
 
 
-def make_vae(seed, learning_rate=None, jit_compile="auto"):
-    """The package's VAE; default optimizer unless a learning rate is given."""
-    vae = build_vae(seed=seed, compile=False)
-    optimizer = None if learning_rate is None else keras.optimizers.Adam(learning_rate)
-    vae.compile(optimizer=optimizer, jit_compile=jit_compile)
+class WarmupLoss(VAELoss):
+    """Prototype of KL warm-up: the ELBO with its KL term scaled by a ``beta`` variable.
+
+    Benchmark-only (the package has no such option yet): ``beta`` ramps from near 0 to 1 over the
+    first epochs so the KL term cannot pull every code onto the prior before the decoder has
+    learned anything (the "posterior collapse" plateau near -207 nats on the sample).
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__("elbo", **kwargs)
+        self.beta = keras.Variable(1.0, trainable=False, name="beta")
+
+    def call(self, x, x_decoded, z_mean, z_log_var):
+        reconstruction, kl = reconstruction_loss(x, x_decoded), kl_divergence(z_mean, z_log_var)
+        self.add_loss(keras.ops.mean(reconstruction + self.beta * kl))
+        self.reconstruction_tracker.update_state(reconstruction)
+        self.kl_tracker.update_state(kl)
+        return x_decoded
+
+
+def make_vae(seed, learning_rate=None, jit_compile="auto", optimizer="adam", loss="elbo", warmup=False):
+    """The package's VAE; default optimizer unless another optimizer or learning rate is given."""
+    if warmup:
+        vae = VAE(build_encoder(), build_decoder(), loss="elbo", seed=seed, name="vae")
+        vae.vae_loss = WarmupLoss(name="vae_loss")
+        vae.build((None, *vae.image_shape))
+    else:
+        vae = build_vae(loss=loss, seed=seed, compile=False)
+    if optimizer == "adam" and learning_rate is None:
+        choice = None  # the package default (Adam, 1e-3)
+    else:
+        cls = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop}[optimizer]
+        choice = cls(learning_rate or 1e-3)
+    vae.compile(optimizer=choice, jit_compile=jit_compile)
     return vae
 
 
@@ -75,12 +105,15 @@ def task_quality(args):
     """
     set_seed(args.seed)
     x, x_test = load_array(args.data), load_array(args.test)
-    vae = make_vae(args.seed, args.learning_rate)
+    vae = make_vae(args.seed, args.learning_rate, optimizer=args.optimizer, loss=args.loss,
+                   warmup=args.kl_warmup > 0)
     curve, trained, cpu_trained = [], 0.0, 0.0
     target = args.target
     for epoch in range(args.epochs):
         order = np.random.default_rng([args.seed, 1000 + epoch]).permutation(len(x))
         for part, chunk in enumerate(np.array_split(order, args.slices)):
+            if args.kl_warmup > 0:
+                vae.vae_loss.beta.assign(min(1.0, (epoch * args.slices + part + 1) / (args.slices * args.kl_warmup)))
             seconds, cpu_seconds = one_epoch_seconds(vae, x[chunk], args.batch_size,
                                                      seed=args.seed * 1000 + epoch * args.slices + part)
             trained, cpu_trained = trained + seconds, cpu_trained + cpu_seconds
@@ -88,7 +121,8 @@ def task_quality(args):
             curve.append({"epoch": epoch + (part + 1) / args.slices, "train_seconds": trained,
                           "train_cpu_seconds": cpu_trained,
                           "test_elbo": score, "loadavg_1m": os.getloadavg()[0]})
-            print(f"package bs{args.batch_size} lr{args.learning_rate}: epoch {curve[-1]['epoch']:.2f} "
+            print(f"package bs{args.batch_size} lr{args.learning_rate} {args.optimizer} {args.loss} "
+                  f"warmup{args.kl_warmup}: epoch {curve[-1]['epoch']:.2f} "
                   f"{trained:.1f} s test ELBO {score:.2f}", file=sys.stderr, flush=True)
         if target is not None and args.stop_after_target and max(c["test_elbo"] for c in curve) >= target:
             break
@@ -150,6 +184,9 @@ def main(argv=None):
     parser.add_argument("--batch-sizes", default="16,32,64,128")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=None)
+    parser.add_argument("--optimizer", choices=["adam", "rmsprop"], default="adam")
+    parser.add_argument("--loss", choices=["elbo", "book"], default="elbo")
+    parser.add_argument("--kl-warmup", type=float, default=0.0, help="epochs of linear KL warm-up (0: none)")
     parser.add_argument("--jit-compile", default="auto", type=lambda s: {"true": True, "false": False}.get(s, s))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=10)

@@ -301,9 +301,10 @@ def run_book_training(train_path, test_x, epochs, seed, tmp, n_samples):
 
 
 def run_package_training(train_path, test_path, epochs, slices, seed, n_samples, target=None, batch_size=16,
-                         learning_rate=None, stop_after_target=False):
+                         learning_rate=None, stop_after_target=False, optimizer="adam", loss="elbo", kl_warmup=0.0):
     args = ["--task", "quality", "--data", train_path, "--test", test_path, "--epochs", epochs,
-            "--slices", slices, "--seed", seed, "--n-samples", n_samples, "--batch-size", batch_size]
+            "--slices", slices, "--seed", seed, "--n-samples", n_samples, "--batch-size", batch_size,
+            "--optimizer", optimizer, "--loss", loss, "--kl-warmup", kl_warmup]
     if learning_rate is not None:
         args += ["--learning-rate", learning_rate]
     if target is not None:

@@ -10,20 +10,27 @@ ELBO reaches that target, scoring after every quarter epoch. Results go to
 """
 
 import argparse
+import json
 import tempfile
 import time
+from pathlib import Path
 
 import run_benchmarks as rb
 
-DEFAULT_GRID = "16:1e-3,16:2e-3,16:3e-3,32:2e-3,64:3e-3"
+DEFAULT_GRID = "16:1e-3,16:2e-3,16:3e-3,16:1e-3:rmsprop,16:1e-3:adam:book,16:1e-3:adam:elbo:1,32:1e-3"
 
 
 def parse_grid(text):
-    pairs = []
+    """``batch:lr[:optimizer[:loss[:kl_warmup_epochs]]]`` items, comma-separated, into dicts."""
+    settings = []
     for item in text.split(","):
-        batch, rate = item.split(":")
-        pairs.append((int(batch), float(rate)))
-    return pairs
+        parts = item.split(":")
+        setting = {"batch_size": int(parts[0]), "learning_rate": float(parts[1]),
+                   "optimizer": parts[2] if len(parts) > 2 else "adam",
+                   "loss": parts[3] if len(parts) > 3 else "elbo",
+                   "kl_warmup": float(parts[4]) if len(parts) > 4 else 0.0}
+        settings.append(setting)
+    return settings
 
 
 def main(argv=None):
@@ -32,6 +39,7 @@ def main(argv=None):
     parser.add_argument("--target", type=float, default=None,
                         help="target test ELBO (default: train the book's recipe for 10 epochs to get it)")
     parser.add_argument("--epochs", type=int, default=6, help="most epochs per setting")
+    parser.add_argument("--append", help="JSON file of an earlier sweep whose runs to keep (same target)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -40,6 +48,11 @@ def main(argv=None):
 
     (x_train, _), (x_test, _) = load_mnist("sample")
     record = {"machine": rb.machine_info(), "grid": args.grid, "seed": args.seed, "epochs": args.epochs, "runs": []}
+    if args.append:
+        earlier = json.loads(Path(args.append).read_text())
+        record["runs"] = earlier["runs"]
+        record["book"] = earlier.get("book")
+        args.target = args.target if args.target is not None else earlier["target_elbo"]
     with tempfile.TemporaryDirectory(prefix="vae-sweep-") as tmp:
         train_path = rb.save_images(tmp, "train", x_train)
         test_path = rb.save_images(tmp, "test", x_test)
@@ -50,18 +63,18 @@ def main(argv=None):
             args.target = book_curve[-1]["test_elbo"]
         record["target_elbo"] = args.target
         rb.log(f"target test ELBO {args.target:.2f}")
-        for batch_size, rate in parse_grid(args.grid):
+        for setting in parse_grid(args.grid):
             started = time.perf_counter()
             curve = rb.run_package_training(train_path, test_path, args.epochs, 4, args.seed, 8, args.target,
-                                            batch_size=batch_size, learning_rate=rate, stop_after_target=True)
+                                            stop_after_target=True, **setting)
             reached = rb.first_reaching(curve, args.target)
-            run = {"batch_size": batch_size, "learning_rate": rate, "curve": curve,
+            run = {**setting, "curve": curve,
                    "reached": reached is not None, "wall_seconds_incl_scoring": time.perf_counter() - started}
             if reached:
                 run.update({"epochs_to_target": reached["epoch"], "seconds_to_target": reached["train_seconds"],
                             "cpu_seconds_to_target": reached["train_cpu_seconds"]})
             record["runs"].append(run)
-            rb.log(f"bs {batch_size} lr {rate:g}: " + (f"target after {reached['epoch']:.2f} epochs, "
+            rb.log(f"{setting}: " + (f"target after {reached['epoch']:.2f} epochs, "
                                                       f"{reached['train_seconds']:.1f} s, "
                                                       f"{reached['train_cpu_seconds']:.1f} CPU s" if reached else
                                                       f"not reached (best {max(p['test_elbo'] for p in curve):.2f})"))
