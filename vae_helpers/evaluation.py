@@ -71,7 +71,7 @@ def importance_weighted_nll(vae, x, k=100, batch_size=50, seed=0):
     return -total / len(x)
 
 
-def knn_latent_accuracy(vae, x_train, y_train, x_test, y_test, k=5, chunk=1000):
+def knn_latent_accuracy(vae, x_train, y_train, x_test, y_test, k=5, chunk=256):
     """Accuracy of a k-nearest-neighbour classifier on the posterior means (how well classes separate)."""
     if k < 1 or k > len(x_train):
         raise ValueError(f"k must be between 1 and the number of training images, got {k}")
@@ -79,9 +79,10 @@ def knn_latent_accuracy(vae, x_train, y_train, x_test, y_test, k=5, chunk=1000):
     y_train, y_test = np.asarray(y_train), np.asarray(y_test)
     n_classes = int(max(y_train.max(), y_test.max())) + 1
     predictions = []
-    for start in range(0, len(z_test), chunk):
+    train_norms = (z_train ** 2).sum(axis=1)
+    for start in range(0, len(z_test), chunk):  # chunks keep memory at chunk x len(z_train) floats
         block = z_test[start:start + chunk]
-        distances = ((block[:, None, :] - z_train[None, :, :]) ** 2).sum(-1)
+        distances = train_norms[None, :] - 2.0 * block @ z_train.T  # + |block|^2, same for every row
         nearest = np.argpartition(distances, k - 1, axis=1)[:, :k]
         votes = np.apply_along_axis(np.bincount, 1, y_train[nearest], minlength=n_classes)
         predictions.append(votes.argmax(axis=1))
