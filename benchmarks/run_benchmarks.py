@@ -34,26 +34,28 @@ SECTIONS = ("machine", "throughput", "quality_sample", "quality_fashion", "manif
 # How much work each section does. Full mode is sized to stay under ~45 minutes on 2 shared cores.
 PLANS = {
     "quick": {
-        "throughput": {"images": 640, "repeats": 1, "rounds": 1, "batch_sizes": "16,32,64,128"},
-        "quality_sample": {"train_images": 1000, "book_epochs": 2, "package_epochs": 2, "slices": 2,
+        "throughput": {"images": 512, "repeats": 1, "rounds": 1, "batch_sizes": "16,32,64,128"},
+        "quality_sample": {"train_images": 800, "book_epochs": 2, "package_epochs": 2, "slices": 2,
                            "seeds": [0]},
-        "quality_fashion": {"train_images": 2000, "test_images": 1000, "book_epochs": 1, "package_epochs": 1,
+        "quality_fashion": {"train_images": 1000, "test_images": 1000, "book_epochs": 1, "package_epochs": 1,
                             "slices": 2, "n_samples": 2},
-        "manifold": {"rounds": 1},
+        "manifold": {"rounds": 1, "n": 5},
         "decode": {"updates": 200},
     },
     "full": {
-        "throughput": {"images": 4800, "repeats": 2, "rounds": 2, "batch_sizes": "16,32,64,128"},
-        "quality_sample": {"train_images": None, "book_epochs": 10, "package_epochs": 10, "slices": 2,
+        "throughput": {"images": 3200, "repeats": 2, "rounds": 2, "batch_sizes": "16,32,64,128"},
+        "quality_sample": {"train_images": None, "book_epochs": 10, "package_epochs": 12, "slices": 4,
                            "seeds": [0, 1]},
-        "quality_fashion": {"train_images": None, "test_images": None, "book_epochs": 2, "package_epochs": 2,
+        "quality_fashion": {"train_images": None, "test_images": None, "book_epochs": 2, "package_epochs": 3,
                             "slices": 4, "n_samples": 2},
-        "manifold": {"rounds": 5},
+        "manifold": {"rounds": 5, "n": 15},
         "decode": {"updates": 2000},
     },
 }
-#: The recipe recommended as the new default (see BENCHMARKS.md, "Time to quality").
-CANDIDATE = {"batch_size": 64, "learning_rate": 2e-3}
+#: Optional second package recipe for the time-to-quality runs (``--candidate batch:lr``); none by
+#: default, because the sweep in sweep_defaults.py found no batch size / learning rate that beats
+#: the package's default per unit of compute (see BENCHMARKS.md).
+CANDIDATE = None
 
 
 def log(message):
@@ -329,7 +331,7 @@ def compare_recipe(name, curve, book_curve):
     return entry
 
 
-def bench_quality(plan, x_train, x_test, tmp, label, stop_after_target):
+def bench_quality(plan, x_train, x_test, tmp, label, stop_after_target, candidate=None):
     """Book recipe for its epochs, then the package default and the candidate recipe, per seed."""
     train_images = plan.get("train_images") or len(x_train)
     test_images = plan.get("test_images") or len(x_test)
@@ -337,7 +339,9 @@ def bench_quality(plan, x_train, x_test, tmp, label, stop_after_target):
     test_x = x_test[:test_images]
     test_path = save_images(tmp, f"{label}_test", test_x)
     n_samples = plan.get("n_samples", 8)
-    recipes = {"package_default": {}, "package_candidate": CANDIDATE}
+    recipes = {"package_default": {}}
+    if candidate:
+        recipes["package_candidate"] = candidate
     seeds = plan.get("seeds", [0])
     runs = []
     for index, seed in enumerate(seeds):
@@ -393,7 +397,7 @@ def warm_up_predict(decoder, calls=3):
 
 
 def bench_manifold(plan):
-    """15 x 15 manifold: the book's per-point predict loop vs plotting.manifold_grid, alternating."""
+    """n x n manifold (15 in full mode): the book's per-point predict loop vs manifold_grid, alternating."""
     from vae_helpers.models import build_vae
     from vae_helpers.plotting import manifold_grid
 
@@ -403,18 +407,18 @@ def bench_manifold(plan):
     loops, grids = [], []
     for _ in range(plan["rounds"]):
         started = time.perf_counter()
-        book_loop_keras3(decoder)
+        book_loop_keras3(decoder, n=plan["n"])
         loops.append({"seconds": time.perf_counter() - started, "loadavg_1m": loadavg()})
         grid_times = []
         for _ in range(20):
             started = time.perf_counter()
-            manifold_grid(decoder)
+            manifold_grid(decoder, n=plan["n"])
             grid_times.append(time.perf_counter() - started)
         grids.append({"seconds": median(grid_times), "loadavg_1m": loadavg()})
-    legacy = book(["--task", "manifold", "--repeats", plan["rounds"]])["runs"]
+    legacy = book(["--task", "manifold", "--repeats", plan["rounds"], "--grid", plan["n"]])["runs"]
     loop_s, grid_s = median([r["seconds"] for r in loops]), median([r["seconds"] for r in grids])
     legacy_s = median([r["seconds"] for r in legacy])
-    return {"book_loop_keras3_seconds": loop_s, "manifold_grid_seconds": grid_s, "speedup": loop_s / grid_s,
+    return {"n": plan["n"], "book_loop_keras3_seconds": loop_s, "manifold_grid_seconds": grid_s, "speedup": loop_s / grid_s,
             "book_loop_tf_keras_graph_seconds": legacy_s, "speedup_vs_tf_keras_loop": legacy_s / grid_s,
             "rounds": {"book_loop_keras3": loops, "manifold_grid": grids, "book_loop_tf_keras": legacy}}
 
@@ -452,7 +456,11 @@ def bench_notebooks():
 
 
 def plot_throughput(result, path):
-    """Images/s (median, min-max bars) vs batch size for train_vae, with the book's batch-16 point."""
+    """Images/s and images per CPU-second vs batch size for train_vae, with the book's batch-16 point.
+
+    Wall-clock throughput on a shared machine moves with everyone else's load; CPU-normalized
+    throughput (images per second of this process's CPU time) is the steadier of the two.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -460,22 +468,24 @@ def plot_throughput(result, path):
 
     table = result["table"]
     sizes = sorted(int(k.split("bs")[1]) for k in table if k.startswith("package"))
-    stats = [table[f"package_bs{b}"]["images_per_s"] for b in sizes]
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    med = [s["median"] for s in stats]
-    err = [[m - s["min"] for m, s in zip(med, stats)], [s["max"] - m for m, s in zip(med, stats)]]
-    ax.errorbar(sizes, med, yerr=err, marker="o", capsize=4, label="vae_helpers train_vae (Keras 3)")
-    book_stats = table["book_bs16"]["images_per_s"]
-    ax.errorbar([16], [book_stats["median"]], yerr=[[book_stats["median"] - book_stats["min"]],
-                                                    [book_stats["max"] - book_stats["median"]]],
-                marker="s", color="C3", capsize=4, linestyle="none", label="book recipe (tf_keras, graph mode)")
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(sizes, [str(s) for s in sizes])
-    ax.set_xlabel("batch size")
-    ax.set_ylabel("training images / s (median, min-max)")
-    ax.set_ylim(bottom=0)
-    ax.set_title("Training throughput vs batch size (2 shared CPU cores)")
-    ax.legend(loc="lower right")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key, label in ((axes[0], "images_per_s", "training images / s (wall clock)"),
+                           (axes[1], "images_per_cpu_s", "training images / CPU-second")):
+        stats = [table[f"package_bs{b}"][key] for b in sizes]
+        med = [s["median"] for s in stats]
+        err = [[m - s["min"] for m, s in zip(med, stats)], [s["max"] - m for m, s in zip(med, stats)]]
+        ax.errorbar(sizes, med, yerr=err, marker="o", capsize=4, label="vae_helpers train_vae (Keras 3)")
+        book_stats = table["book_bs16"][key]
+        ax.errorbar([16], [book_stats["median"]], yerr=[[book_stats["median"] - book_stats["min"]],
+                                                        [book_stats["max"] - book_stats["median"]]],
+                    marker="s", color="C3", capsize=4, linestyle="none", label="book recipe (tf_keras, graph mode)")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sizes, [str(s) for s in sizes])
+        ax.set_xlabel("batch size")
+        ax.set_ylabel(f"{label}\n(median, min-max)")
+        ax.set_ylim(bottom=0)
+        ax.legend(loc="lower right")
+    fig.suptitle("Training throughput vs batch size, 2 shared CPU cores (medians over interleaved runs)")
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
@@ -506,6 +516,22 @@ def plot_quality(result, path, title):
     plt.close(fig)
 
 
+def quality_title(name, result):
+    return f"{name} ({result['train_images']:,} train / {result['test_images']:,} test images)"
+
+
+def replot(prefix):
+    """Redraw the PNGs from the JSON already in benchmarks/results/ (no measuring)."""
+    throughput = RESULTS / f"{prefix}throughput.json"
+    if throughput.is_file():
+        plot_throughput(json.loads(throughput.read_text()), RESULTS / f"{prefix}throughput_vs_batch.png")
+    for label, name in (("sample", "Bundled MNIST sample"), ("fashion", "Fashion-MNIST")):
+        path = RESULTS / f"{prefix}quality_{label}.json"
+        if path.is_file():
+            result = json.loads(path.read_text())
+            plot_quality(result, RESULTS / f"{prefix}quality_{label}.png", quality_title(name, result))
+
+
 def write_json(name, data):
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / name
@@ -520,7 +546,16 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="small smoke run (under 3 minutes)")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
     parser.add_argument("--fashion", default=FASHION_DIR, help="folder of Fashion-MNIST IDX files")
+    parser.add_argument("--candidate", help="also time a second package recipe, as batch_size:learning_rate")
+    parser.add_argument("--replot", action="store_true", help="only redraw the figures from existing JSON")
     args = parser.parse_args(argv)
+    if args.replot:
+        replot("quick_" if args.quick else "")
+        return
+    candidate = CANDIDATE
+    if args.candidate:
+        batch, rate = args.candidate.split(":")
+        candidate = {"batch_size": int(batch), "learning_rate": float(rate)}
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = sorted(set(only) - set(SECTIONS))
     if unknown:
@@ -530,7 +565,8 @@ def main(argv=None):
     prefix = "quick_" if args.quick else ""
     started = time.perf_counter()
     command = "python benchmarks/run_benchmarks.py" + (" --quick" if args.quick else "") + \
-              ("" if args.only == ",".join(SECTIONS) else f" --only {args.only}")
+              ("" if args.only == ",".join(SECTIONS) else f" --only {args.only}") + \
+              (f" --candidate {args.candidate}" if args.candidate else "")
     log(f"{mode} benchmark run: {command}")
 
     import vae_helpers  # noqa: F401  (quiet TensorFlow import)
@@ -560,16 +596,18 @@ def main(argv=None):
                     f"{row['effective_gflops']:.1f} GFLOP/s of {result['matmul_ceiling']['best_gflops']:.0f}")
         if "quality_sample" in only:
             p = plan["quality_sample"]
-            result = bench_quality(p, x_sample, x_sample_test, tmp, "sample", stop_after_target=False)
+            result = bench_quality(p, x_sample, x_sample_test, tmp, "sample", stop_after_target=True,
+                                   candidate=candidate)
             write_json(f"{prefix}quality_sample.json", result)
-            plot_quality(result, RESULTS / f"{prefix}quality_sample.png", "Bundled MNIST sample (4,000 train / 1,000 test)")
+            plot_quality(result, RESULTS / f"{prefix}quality_sample.png", quality_title("Bundled MNIST sample", result))
             log(f"sample: {json.dumps(result['summary'])}")
         if "quality_fashion" in only and fashion:
             p = plan["quality_fashion"]
-            result = bench_quality(p, fashion[0], fashion[1], tmp, "fashion", stop_after_target=True)
+            result = bench_quality(p, fashion[0], fashion[1], tmp, "fashion", stop_after_target=True,
+                                   candidate=candidate)
             result["idx_load_seconds"] = fashion[2]
             write_json(f"{prefix}quality_fashion.json", result)
-            plot_quality(result, RESULTS / f"{prefix}quality_fashion.png", "Fashion-MNIST (60,000 train / 10,000 test)")
+            plot_quality(result, RESULTS / f"{prefix}quality_fashion.png", quality_title("Fashion-MNIST", result))
             log(f"fashion: {json.dumps(result['summary'])}")
         if "manifold" in only:
             result = bench_manifold(plan["manifold"])

@@ -9,7 +9,9 @@ machine and without Docker:
 3. ``binder/postBuild``, if there is one, from the repository root with the environment first on PATH;
 4. ``pip check``, and a check that ``vae_helpers`` is imported from this checkout;
 5. every notebook in notebooks/ executed top to bottom by a kernel of that environment, in quick
-   mode on the bundled sample (``VAE_HELPERS_QUICK=1``, ``VAE_HELPERS_DATA=sample``).
+   mode on the bundled sample (``VAE_HELPERS_QUICK=1``, ``VAE_HELPERS_DATA=sample``), started
+   through ``binder/start`` when there is one, so the variables it exports reach the kernels as on
+   Binder.
 
 It exits 0 when all of that worked, 1 naming the notebook and cell that failed, and 2 when the
 environment could not be built. Run it from anywhere:
@@ -292,10 +294,16 @@ def run_notebooks(paths, kernel_name, timeout, repo_root, fail_on_stderr=False):
 
 # ----------------------------------------------------------------------------- driver
 
+def start_command(repo_root):
+    """binder/start as a command prefix (it must end in ``exec "$@"``), or nothing without one."""
+    start = Path(repo_root) / "binder" / "start"
+    return shebang_command(start) if start.is_file() else []
+
+
 def execute_in_venv(venv, notebooks, jupyter_dir, runs_dir, timeout, fail_on_stderr, repo_root):
-    """Start this script inside the environment to run the notebooks; True if all of them passed."""
-    command = [venv_python(venv), Path(__file__).resolve(), "--run-notebooks", *notebooks,
-               "--timeout", timeout, "--repo", repo_root]
+    """Start this script inside the environment (via binder/start) to run the notebooks; True if all passed."""
+    command = [*start_command(repo_root), venv_python(venv), Path(__file__).resolve(), "--run-notebooks",
+               *notebooks, "--timeout", timeout, "--repo", repo_root]
     if fail_on_stderr:
         command.append("--fail-on-stderr")
     env = clean_env(venv, {**NOTEBOOK_ENV, "JUPYTER_PATH": str(jupyter_dir), "VAE_HELPERS_RUNS": str(runs_dir)})

@@ -9,6 +9,7 @@ the slow proof (a fresh environment that runs every notebook); here we test how 
 import importlib.util
 import json
 import re
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -141,6 +142,29 @@ def test_notebook_front_end_moves_with_jupyterlab(binder_lines, top_level_pins):
     lab_minor = top_level_pins["jupyterlab"].split(".")[1]
     assert notebook_minor == lab_minor, (
         f"notebook=={pins['notebook']} does not belong with jupyterlab=={top_level_pins['jupyterlab']}")
+
+
+def test_start_script_hands_over_to_the_server():
+    """repo2docker runs binder/start as the container's entrypoint: without ``exec "$@"`` no session starts."""
+    start = BINDER / "start"
+    if not start.is_file():
+        pytest.skip("no binder/start")
+    lines = [line.strip() for line in start.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    assert start.read_text().startswith("#!"), "binder/start needs an interpreter line, e.g. #!/bin/bash"
+    assert lines[-1] == 'exec "$@"', f"binder/start must end with exec \"$@\", not {lines[-1]!r}"
+
+
+def test_start_script_keeps_a_data_source_the_learner_chose(tmp_path):
+    start = BINDER / "start"
+    if not start.is_file():
+        pytest.skip("no binder/start")
+    show = [sys.executable, "-c", "import os; print(os.environ.get('VAE_HELPERS_DATA'))"]
+    env = {"PATH": "/usr/bin:/bin"}
+    chosen = subprocess.run([*check_binder_env.shebang_command(start), *show], capture_output=True, text=True,
+                            env=env | {"VAE_HELPERS_DATA": "keras"}, check=True).stdout.strip()
+    default = subprocess.run([*check_binder_env.shebang_command(start), *show], capture_output=True, text=True,
+                             env=env, check=True).stdout.strip()
+    assert chosen == "keras" and default == "sample"
 
 
 def test_runtime_is_a_python_the_project_supports():

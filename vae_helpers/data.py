@@ -68,7 +68,9 @@ def to_images(pixels):
     pixels = np.asarray(pixels)
     if pixels.ndim != 3:
         raise DataError(f"expected pixel arrays of shape (N, height, width), got {pixels.shape}")
-    return (pixels.astype(np.float32) / 255.0)[..., np.newaxis]
+    images = pixels.astype(np.float32)
+    images /= 255.0  # in place: no second full-size temporary
+    return images[..., np.newaxis]
 
 
 def load_keras_mnist():
