@@ -313,3 +313,14 @@ def test_image_attributes_accept_channel_less_images_and_reject_bad_ones():
         latent.slant(np.zeros((2, 28, 28, 3)))
     with pytest.raises(ValueError, match="NaN"):
         latent.ink_amount(np.full((1, 28, 28), np.nan))
+
+
+def test_encode_accepts_a_plain_autoencoders_encoder(small_images):
+    from vae_helpers.models import build_autoencoder
+
+    x, *_ = small_images
+    _, encoder, _ = build_autoencoder(2)
+    codes = latent.encode(encoder, x[:7], batch_size=3)
+    np.testing.assert_allclose(codes, encoder.predict(x[:7], verbose=0), atol=1e-5)
+    with pytest.raises(ValueError, match="no z_log_var output"):
+        latent.encode(encoder, x[:7], return_log_var=True)

@@ -71,14 +71,22 @@ def decode(model, z, batch_size=1024):
 
 
 def encode(model, x, batch_size=500, return_log_var=False):
-    """Posterior means ``z_mean`` (n, latent_dim) of images ``x``; with ``return_log_var`` also ``z_log_var``."""
+    """Codes of images ``x``: posterior means ``z_mean`` (n, latent_dim); with ``return_log_var`` also ``z_log_var``.
+
+    ``model`` is a VAE, its encoder, or a plain autoencoder's single-output encoder.
+    """
     encoder = _encoder_of(model)
     x = check_images(x, "x", tuple(encoder.input_shape[1:]))
     means, log_vars = [], []
     for start in range(0, len(x), batch_size):
-        z_mean, z_log_var = encoder(x[start:start + batch_size], training=False)
-        means.append(keras.ops.convert_to_numpy(z_mean))
-        log_vars.append(keras.ops.convert_to_numpy(z_log_var))
+        outputs = encoder(x[start:start + batch_size], training=False)
+        if not isinstance(outputs, (list, tuple)):
+            if return_log_var:
+                raise ValueError("this encoder has no z_log_var output (it is a plain autoencoder's)")
+            outputs = (outputs,)
+        means.append(keras.ops.convert_to_numpy(outputs[0]))
+        if return_log_var:
+            log_vars.append(keras.ops.convert_to_numpy(outputs[1]))
     z_mean = np.concatenate(means)
     return (z_mean, np.concatenate(log_vars)) if return_log_var else z_mean
 
