@@ -58,6 +58,11 @@ def manifold_grid(decoder, n=15, quantiles=(0.05, 0.95), dims=(0, 1)):
     return tile_images(decode(decoder, codes), n)
 
 
+def _tick_label(value):
+    """One decimal, and "0.0" rather than "-0.0" for the middle of the grid."""
+    return f"{round(float(value), 1) + 0.0:.1f}"
+
+
 def plot_manifold(decoder_or_grid, n=15, quantiles=(0.05, 0.95), ax=None, title=None):
     """Show the decoded manifold; accepts a decoder/VAE or a grid from ``manifold_grid``."""
     grid = decoder_or_grid if isinstance(decoder_or_grid, np.ndarray) else manifold_grid(decoder_or_grid, n, quantiles)
@@ -67,8 +72,8 @@ def plot_manifold(decoder_or_grid, n=15, quantiles=(0.05, 0.95), ax=None, title=
     digit = grid.shape[0] // n
     positions = np.arange(n) * digit + digit / 2
     show = np.unique(np.linspace(0, n - 1, min(n, 5)).round().astype(int))
-    ax.set_xticks(positions[show], [f"{t:.1f}" for t in ticks[show]])
-    ax.set_yticks(positions[show], [f"{t:.1f}" for t in ticks[::-1][show]])
+    ax.set_xticks(positions[show], [_tick_label(t) for t in ticks[show]])
+    ax.set_yticks(positions[show], [_tick_label(t) for t in ticks[::-1][show]])
     ax.set_xlabel("$z_1$")
     ax.set_ylabel("$z_2$")
     ax.set_title(title or "Decoded latent grid (Gaussian quantiles)")
