@@ -12,6 +12,11 @@ executes without overwriting anything (combine it with ``--no-save``).
 
 Each notebook runs in a fresh kernel from its own folder (as nbval does). The first failing cell
 stops the run with its traceback and a non-zero exit status; a failed notebook is never written.
+
+Live widgets are not stored: a widget's saved output is only a text placeholder plus a large blob of
+widget state, which GitHub's viewer cannot render. After execution the outputs of cells that display
+a widget, and the notebook's ``widgets`` metadata, are dropped; the static figures around them show
+readers what the widget does.
 """
 
 import argparse
@@ -28,6 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
 QUICK_ENV = "VAE_HELPERS_QUICK"
 DATA_ENV = "VAE_HELPERS_DATA"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 def default_notebooks():
@@ -56,6 +62,20 @@ def execute(path, timeout, kernel_name):
         record_timing=False,  # no timestamps in cell metadata: keeps diffs to real changes
     )
     client.execute()
+    return drop_widget_outputs(notebook)
+
+
+def is_widget_output(output):
+    """True for an output that displays a live ipywidgets view."""
+    return WIDGET_VIEW in output.get("data", {})
+
+
+def drop_widget_outputs(notebook):
+    """Clear the outputs of cells that display a widget, and the saved widget state; return the notebook."""
+    for cell in notebook.cells:
+        if cell.cell_type == "code" and any(is_widget_output(o) for o in cell.get("outputs", [])):
+            cell.outputs = []
+    notebook.metadata.pop("widgets", None)
     return notebook
 
 

@@ -59,7 +59,8 @@ def test_checkpoint_errors_are_clear(tmp_path, small_images):
         training.load_checkpoint(tmp_path)
     x, *_ = small_images
     training.train_vae(fresh_vae(), x[:32], epochs=1, progress=None, checkpoint_dir=tmp_path)
-    (tmp_path / training.CHECKPOINT_MODEL).write_bytes(b"PK\x03\x04 broken")
+    model_file = json.loads((tmp_path / training.CHECKPOINT_STATE).read_text())["model_file"]
+    (tmp_path / model_file).write_bytes(b"PK\x03\x04 broken")
     with pytest.raises(training.RunFolderError, match="the checkpoint cannot be read"):
         training.load_checkpoint(tmp_path)
 
@@ -104,3 +105,45 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
         training._atomic(target, failing)
     assert json.loads(target.read_text()) == {"ok": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
+
+
+def test_checkpoint_keeps_one_model_and_one_best_file(small_images, tmp_path):
+    x, _, x_val, _ = small_images
+    state = training.train_vae(fresh_vae(), x[:64], epochs=3, x_val=x_val, progress=None, checkpoint_dir=tmp_path)
+    saved = json.loads((tmp_path / training.CHECKPOINT_STATE).read_text())
+    assert saved["model_file"] == "last-e0003.keras"
+    assert saved["best_file"] == f"best-e{state.best_epoch:04d}.weights.h5"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([saved["model_file"], saved["best_file"], "state.json"])
+
+
+def test_diverging_training_stops_with_a_clear_message(small_images):
+    from vae_helpers import keras
+
+    x, *_ = small_images
+    vae = fresh_vae()
+    vae.compile(keras.optimizers.Adam(learning_rate=1e6))
+    with pytest.raises(ValueError, match="training diverged; lower the learning rate"):
+        training.train_vae(vae, x[:64], epochs=3, progress=None)
+
+
+@pytest.mark.parametrize("field, value, flag", [("epochs", 0, "--epochs"), ("batch_size", 0, "--batch-size"),
+                                                 ("learning_rate", -1.0, "--learning-rate"),
+                                                 ("validation_fraction", 1.5, "--validation-fraction"),
+                                                 ("latent_dim", 0, "--latent-dim")])
+def test_settings_name_the_bad_flag(field, value, flag):
+    with pytest.raises(ValueError, match=flag):
+        training.TrainSettings(**{field: value}).validate()
+
+
+def test_force_never_touches_a_folder_that_is_not_a_run(tmp_path):
+    (tmp_path / "checkpoint").mkdir()
+    (tmp_path / "checkpoint" / "model.ckpt").write_text("precious")
+    with pytest.raises(training.RunFolderError, match="not a run folder"):
+        training.train_run(tmp_path, training.TrainSettings(data="sample", epochs=1), force=True)
+    assert (tmp_path / "checkpoint" / "model.ckpt").read_text() == "precious"
+
+
+def test_bad_settings_are_refused_before_the_folder_is_touched(tmp_path):
+    with pytest.raises(ValueError, match="--batch-size"):
+        training.train_run(tmp_path / "run", training.TrainSettings(data="sample", batch_size=0))
+    assert not (tmp_path / "run").exists()

@@ -1,5 +1,8 @@
 """``python -m vae_helpers``: see ``vae_helpers.cli``."""
 
-from vae_helpers.cli import main
+try:
+    from vae_helpers.cli import main
+except KeyboardInterrupt:  # Ctrl-C during TensorFlow's slow import: no traceback
+    raise SystemExit(130) from None
 
 raise SystemExit(main())

@@ -58,17 +58,21 @@ def run_train(args):
 
     out = Path(args.out or Path(runs_dir()) / f"{args.loss}-z{args.latent_dim}-seed{args.seed}")
     defaults = TrainSettings()
-    settings = TrainSettings(data=args.data, epochs=args.epochs or defaults.epochs, batch_size=args.batch_size,
+    epochs = defaults.epochs if args.epochs is None else args.epochs
+    settings = TrainSettings(data=args.data, epochs=epochs, batch_size=args.batch_size,
                              latent_dim=args.latent_dim, loss=args.loss, seed=args.seed,
                              learning_rate=args.learning_rate, validation_fraction=args.validation_fraction)
     if args.resume:
-        settings = TrainSettings(epochs=args.epochs) if args.epochs else None
+        settings = TrainSettings(epochs=args.epochs) if args.epochs is not None else None
     try:
         _, record = train_run(out, settings, force=args.force, resume=args.resume,
                                 progress="epoch" if args.quiet else "bar")
     except KeyboardInterrupt:
-        print(f"\nInterrupted. The last finished epoch is saved; continue with:\n"
-              f"  python -m vae_helpers train --out {out} --resume", file=sys.stderr)
+        if (out / "checkpoint" / "state.json").is_file():
+            print(f"\nInterrupted. The last finished epoch is saved; continue with:\n"
+                  f"  python -m vae_helpers train --out {out} --resume", file=sys.stderr)
+        else:
+            print("\nInterrupted before the first epoch ended: nothing to resume.", file=sys.stderr)
         return 130
     print(f"\nTest ELBO: {record['test_elbo']:.2f} nats per image "
           f"(best validation epoch {record['best_epoch']}); k-NN accuracy on codes: {record['knn_accuracy']:.3f}")
@@ -78,6 +82,10 @@ def run_train(args):
 
 def _demo_folder(out):
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        from vae_helpers.training import RunFolderError
+
+        raise RunFolderError(f"{out} exists and is not a folder; pass another --out")
     if out.exists() and any(out.iterdir()) and not (out / DEMO_MARKER).is_file():
         from vae_helpers.training import RunFolderError
 
@@ -116,6 +124,9 @@ def main(argv=None):
 
     try:
         return run_demo(args) if args.command == "demo" else run_train(args)
-    except (DataError, WeightsError, RunFolderError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (DataError, WeightsError, RunFolderError, ValueError, OSError) as err:
+        if os.environ.get("VAE_HELPERS_DEBUG"):
+            raise
+        message = f"cannot write or read {err.filename}: {err.strerror}" if isinstance(err, OSError) and err.filename else err
+        print(f"error: {message}", file=sys.stderr)
         return 2

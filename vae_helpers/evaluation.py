@@ -8,6 +8,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from vae_helpers._tf import keras
+from vae_helpers.data import check_images
 from vae_helpers.latent import decode, encode
 from vae_helpers.losses import kl_divergence, posterior_log_var, reconstruction_loss
 
@@ -35,6 +36,7 @@ def elbo(vae, x, n_samples=8, batch_size=250, seed=0):
     """
     if n_samples < 1:
         raise ValueError(f"n_samples must be at least 1, got {n_samples}")
+    x = check_images(x, "x", vae.image_shape)
     rng = np.random.default_rng(seed)
     total = 0.0
     for start in range(0, len(x), batch_size):
@@ -56,6 +58,7 @@ def importance_weighted_nll(vae, x, k=100, batch_size=50, seed=0):
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
+    x = check_images(x, "x", vae.image_shape)
     rng = np.random.default_rng(seed)
     total = 0.0
     for start in range(0, len(x), batch_size):
@@ -77,6 +80,10 @@ def knn_latent_accuracy(vae, x_train, y_train, x_test, y_test, k=5, chunk=256):
         raise ValueError(f"k must be between 1 and the number of training images, got {k}")
     z_train, z_test = encode(vae, x_train), encode(vae, x_test)
     y_train, y_test = np.asarray(y_train), np.asarray(y_test)
+    for name, z, y in (("train", z_train, y_train), ("test", z_test, y_test)):
+        if y.shape != (len(z),) or not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+            raise ValueError(f"y_{name} must hold one non-negative integer label per image "
+                             f"({len(z)}), got shape {y.shape} and dtype {y.dtype}")
     n_classes = int(max(y_train.max(), y_test.max())) + 1
     predictions = []
     train_norms = (z_train ** 2).sum(axis=1)

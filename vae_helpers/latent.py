@@ -42,6 +42,8 @@ def check_codes(z, latent_dim, name="z"):
     if z.ndim != 2 or z.shape[1] != latent_dim:
         raise ValueError(f"{name} must have shape ({latent_dim},) or (n, {latent_dim}) for this "
                          f"{latent_dim}-dimensional latent space, got {np.shape(z) if not single else z.shape[1:]}")
+    if len(z) == 0:
+        raise ValueError(f"{name} is empty: pass at least one code")
     if not np.all(np.isfinite(z)):
         raise ValueError(f"{name} contains NaN or infinite values")
     return z, single
@@ -51,7 +53,8 @@ def _compiled(decoder):
     fn = _COMPILED_DECODERS.get(decoder)
     if fn is None:
         signature = [tf.TensorSpec([None, latent_dim_of(decoder)], tf.float32)]
-        fn = tf.function(lambda z: decoder(z, training=False), input_signature=signature, reduce_retracing=True)
+        decoder_ref = weakref.ref(decoder)  # a strong reference here would keep every decoder alive forever
+        fn = tf.function(lambda z: decoder_ref()(z, training=False), input_signature=signature, reduce_retracing=True)
         _COMPILED_DECODERS[decoder] = fn
     return fn
 

@@ -14,8 +14,8 @@ Two presets say how the model is trained:
   reparameterization ``z = mean + exp(0.5 * log_var) * eps``.
 * ``"book"``: the 1st edition's recipe: per-pixel *mean* cross-entropy plus
   ``-5e-4 * mean(1 + log_var - mean**2 - exp(log_var))``, sampling ``z = mean + exp(log_var) * eps``.
-  Relative to the summed ELBO this weights the KL by about 0.39 (784 pixels * 5e-4), and its
-  ``log_var`` is really a log *standard deviation*.
+  Relative to the summed ELBO this weights the KL by 784 * 1e-3 / latent_dim (0.39 at the book's
+  latent_dim = 2), and its ``log_var`` is really a log *standard deviation*.
 """
 
 from dataclasses import dataclass

@@ -189,7 +189,7 @@ def build_autoencoder(latent_dim=2, image_shape=IMAGE_SHAPE):
 
 
 def build_vae(latent_dim=2, loss="elbo", seed=None, compile=True):
-    """The book's network as a ready-to-train VAE (compiled with the default optimizer)."""
+    """The book's network as a ready-to-train VAE (compiled with the default optimizer unless ``compile=False``)."""
     vae = VAE(build_encoder(latent_dim), build_decoder(latent_dim), loss=loss, seed=seed, name="vae")
     vae.build((None, *IMAGE_SHAPE))
     if compile:
@@ -219,7 +219,8 @@ def load_vae_weights(vae, path):
             problem = str(err).splitlines()[0]
     # Keras only warns when part of a file is missing and leaves those layers untrained: treat as an error.
     # Optimizer state is not needed to use a model, so a skipped optimizer is fine.
-    skipped = [str(w.message) for w in caught if "Skipping variable loading for optimizer" not in str(w.message)]
+    skipped = [str(w.message) for w in caught if issubclass(w.category, UserWarning)
+               and "Skipping variable loading for optimizer" not in str(w.message)]
     problem = problem or (skipped[0].splitlines()[0] if skipped else None)
     if problem:
         raise WeightsError(f"{path}: does not fit this VAE (latent_dim={vae.latent_dim}): {problem[:300]}")

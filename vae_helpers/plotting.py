@@ -109,7 +109,7 @@ def plot_reconstructions(x, x_decoded, n=10, title="Originals (top) and reconstr
 
 
 def plot_history(history, ax=None, keys=None, title="Training curves (nats per image)"):
-    """Loss curves from a Keras ``History`` or its ``history`` dict; validation curves dashed."""
+    """Loss curves from a Keras ``History`` or a ``train_vae`` history dict; validation curves dashed."""
     history = getattr(history, "history", history)
     keys = keys or [k for k in ("loss", "reconstruction_loss", "kl_loss") if k in history]
     fig, ax = _figure(ax, (7, 4))
@@ -118,6 +118,9 @@ def plot_history(history, ax=None, keys=None, title="Training curves (nats per i
         ax.plot(epochs, history[key], color=f"C{i}", label=key)
         if f"val_{key}" in history:
             ax.plot(epochs, history[f"val_{key}"], color=f"C{i}", linestyle="--", label=f"val_{key}")
+    if "val_elbo" in history and "loss" in keys:  # what train_vae records: comparable with an elbo-preset loss
+        epochs = np.arange(1, len(history["val_elbo"]) + 1)
+        ax.plot(epochs, -np.asarray(history["val_elbo"]), color="black", linestyle="--", label="validation -ELBO")
     ax.set_xlabel("epoch")
     ax.set_ylabel("nats per image")
     ax.legend()

@@ -1,7 +1,8 @@
 """Weights shipped with the package, so every notebook is useful without a long training run.
 
 They were made with ``python -m vae_helpers train`` on the bundled MNIST sample; the exact
-command, settings and scores are in ``resources/pretrained/run.json`` (see ``pretrained_record``).
+command, settings and scores are in ``resources/pretrained/vae_mnist_sample.json`` (see
+``pretrained_record``).
 """
 
 import json

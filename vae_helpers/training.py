@@ -27,7 +27,6 @@ from vae_helpers.evaluation import elbo
 WEIGHTS_FILE = "weights.weights.h5"
 RECORD_FILE = "run.json"
 CHECKPOINT_DIR = "checkpoint"
-CHECKPOINT_MODEL = "last.keras"
 CHECKPOINT_STATE = "state.json"
 VALIDATION_SAMPLES = 4  # z draws per image when scoring the validation ELBO each epoch
 
@@ -115,7 +114,8 @@ def train_vae(vae, x_train, epochs, batch_size=16, x_val=None, seed=0, progress=
     ``progress`` is "bar" (tqdm over batches), "epoch" (one line per epoch) or None. With
     ``x_val`` the weights of the epoch with the best validation ELBO are restored at the end.
     With ``checkpoint_dir`` the model, optimizer state and history are saved atomically after
-    every epoch; pass the state from ``load_checkpoint`` to continue an interrupted run.
+    every epoch; pass the state from ``load_checkpoint`` to continue an interrupted run (it holds
+    the last epoch's weights and optimizer state; ``vae`` itself ends on the best epoch's weights).
     """
     x_train = check_images(x_train, "x_train", vae.image_shape)
     if x_val is not None:
@@ -131,10 +131,13 @@ def train_vae(vae, x_train, epochs, batch_size=16, x_val=None, seed=0, progress=
     for epoch in range(state.epochs_done, epochs):
         started = time.perf_counter()
         reseed_sampling(vae, seed, epoch)
-        callbacks = [_BatchBar(f"epoch {epoch + 1}/{epochs}", steps)] if progress == "bar" else []
+        callbacks = [_BatchBar(f"epoch {epoch + 1}/{epochs}", steps)] if progress == "bar" and sys.stdout.isatty() else []
         fit = vae.fit(x_train[epoch_order(len(x_train), seed, epoch)], batch_size=batch_size,
                       epochs=1, shuffle=False, verbose=0, callbacks=callbacks)
         record = {key: float(values[-1]) for key, values in fit.history.items()}
+        if not np.isfinite(record["loss"]):
+            raise ValueError(f"the loss became {record['loss']} in epoch {epoch + 1}: training diverged; "
+                             "lower the learning rate")
         if x_val is not None:
             record["val_elbo"] = elbo(vae, x_val, n_samples=VALIDATION_SAMPLES, seed=seed)
             if state.best_val_elbo is None or record["val_elbo"] > state.best_val_elbo:
@@ -153,35 +156,53 @@ def train_vae(vae, x_train, epochs, batch_size=16, x_val=None, seed=0, progress=
     return state
 
 
+def _checkpoint_names(epochs_done, best_epoch):
+    model = f"last-e{epochs_done:04d}.keras"
+    best = f"best-e{best_epoch:04d}.weights.h5" if best_epoch is not None else None
+    return model, best
+
+
 def save_checkpoint(vae, folder, state):
-    """Save model + optimizer (``last.keras``), the best weights and the state, each atomically."""
+    """Save model + optimizer state and the best weights under epoch-tagged names, then ``state.json``.
+
+    ``state.json`` is written last and names the files it goes with, so it is the commit point:
+    a crash at any moment leaves either the previous complete checkpoint or the new one.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic(folder / CHECKPOINT_MODEL, vae.save)
-    if state.best_epoch == state.epochs_done:
-        _atomic(folder / WEIGHTS_FILE, vae.save_weights)
-    write_json(folder / CHECKPOINT_STATE, state.to_json())
+    model_name, best_name = _checkpoint_names(state.epochs_done, state.best_epoch)
+    _atomic(folder / model_name, vae.save)
+    if best_name and state.best_epoch == state.epochs_done:
+        _atomic(folder / best_name, vae.save_weights)  # the best epoch is the one just finished
+    write_json(folder / CHECKPOINT_STATE, {**state.to_json(), "model_file": model_name, "best_file": best_name})
+    keep = {model_name, best_name, CHECKPOINT_STATE}
+    for old in list(folder.glob("last-e*.keras")) + list(folder.glob("best-e*.weights.h5")):
+        if old.name not in keep:
+            old.unlink(missing_ok=True)
 
 
 def load_checkpoint(folder):
     """The VAE (with its optimizer state) and the ``TrainingState`` saved by ``save_checkpoint``."""
+    from vae_helpers.models import WeightsError, load_vae_weights
+
     folder = Path(folder)
-    state_path, model_path = folder / CHECKPOINT_STATE, folder / CHECKPOINT_MODEL
-    if not state_path.is_file() or not model_path.is_file():
-        raise RunFolderError(f"{folder}: no checkpoint to resume from "
-                             f"(need {CHECKPOINT_MODEL} and {CHECKPOINT_STATE})")
+    state_path = folder / CHECKPOINT_STATE
+    if not state_path.is_file():
+        raise RunFolderError(f"{folder}: no checkpoint to resume from (no {CHECKPOINT_STATE}: "
+                             "the run stopped before its first epoch ended); start again with --force")
     try:
         saved = json.loads(state_path.read_text())
-        vae = keras.models.load_model(model_path)
-    except Exception as err:  # a damaged zip, HDF5 or JSON file surfaces with many types
+        model_file, best_file = saved.pop("model_file"), saved.pop("best_file")
+        state = TrainingState(**saved)
+        vae = keras.models.load_model(folder / model_file)
+        if best_file is not None:
+            last_weights = vae.get_weights()
+            load_vae_weights(vae, folder / best_file)
+            state.best_weights = vae.get_weights()
+            vae.set_weights(last_weights)
+    except (WeightsError, ValueError, KeyError, TypeError, OSError) as err:
         raise RunFolderError(f"{folder}: the checkpoint cannot be read ({type(err).__name__}: "
                              f"{str(err).splitlines()[0][:200]}); start a new run with --force") from err
-    state = TrainingState(**saved)
-    if state.best_epoch is not None:
-        last_weights = vae.get_weights()
-        vae.load_weights(folder / WEIGHTS_FILE)
-        state.best_weights = vae.get_weights()
-        vae.set_weights(last_weights)
     return vae, state
 
 
@@ -197,6 +218,28 @@ class TrainSettings:
     seed: int = 0
     learning_rate: float = 1e-3
     validation_fraction: float = 0.1
+
+    def validate(self):
+        """Raise ValueError naming the first bad setting (as its command-line flag), before anything is written."""
+        def positive_int(value):
+            return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
+
+        checks = [
+            (positive_int(self.epochs), f"--epochs must be a positive integer, got {self.epochs!r}"),
+            (positive_int(self.batch_size), f"--batch-size must be a positive integer, got {self.batch_size!r}"),
+            (positive_int(self.latent_dim), f"--latent-dim must be a positive integer, got {self.latent_dim!r}"),
+            (isinstance(self.seed, (int, np.integer)) and self.seed >= 0,
+             f"--seed must be a non-negative integer, got {self.seed!r}"),
+            (np.isfinite(self.learning_rate) and self.learning_rate > 0,
+             f"--learning-rate must be a positive number, got {self.learning_rate!r}"),
+            (0.0 <= self.validation_fraction < 1.0,
+             f"--validation-fraction must be in [0, 1), got {self.validation_fraction!r}"),
+            (self.loss in ("elbo", "book"), f"--loss must be 'elbo' or 'book', got {self.loss!r}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        return self
 
 
 def split_validation(x, fraction, seed):
@@ -215,41 +258,66 @@ def versions():
 
 
 def _prepare_folder(out, force, resume):
-    """Make sure ``out`` may be written: new, or resumed, or explicitly replaced with ``force``."""
+    """Make sure ``out`` may be written: new, or resumed, or explicitly replaced with ``force``.
+
+    ``force`` replaces only the files a run writes, and only in a folder that holds a run.
+    """
     out = Path(out)
-    if resume:
-        if not (out / RECORD_FILE).is_file():
-            raise RunFolderError(f"{out}: no {RECORD_FILE} here, so there is no run to resume")
-        return
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"{out} exists and is not a folder")
+    if resume:
+        read_record(out)
+        return
     if out.exists() and any(out.iterdir()):
         if not force:
             raise RunFolderError(f"{out} already holds files; choose another --out, add --resume to "
                                  "continue that run, or --force to replace its run files")
-        import shutil
-
-        shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
+        if not (out / RECORD_FILE).is_file():
+            raise RunFolderError(f"{out} holds files but no {RECORD_FILE}, so it is not a run folder; "
+                                 "--force only replaces runs: choose another --out")
+        checkpoint = out / CHECKPOINT_DIR
+        for stale in list(checkpoint.glob("*.keras")) + list(checkpoint.glob("*.weights.h5")) + [checkpoint / CHECKPOINT_STATE]:
+            stale.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
 
 
-def save_figures(vae, out, x_test, y_test, history):
-    """Write manifold.png, latent.png and history.png into ``out``; return their paths."""
-    import matplotlib
+def read_record(out):
+    """The ``run.json`` of a run folder, or RunFolderError naming the file and what is wrong."""
+    path = Path(out) / RECORD_FILE
+    if not path.is_file():
+        raise RunFolderError(f"{out}: no {RECORD_FILE} here; is this a folder written by 'python -m vae_helpers train'?")
+    try:
+        record = json.loads(path.read_text())
+        TrainSettings(**record["settings"])
+    except (ValueError, KeyError, TypeError) as err:
+        raise RunFolderError(f"{path}: not a readable run record ({type(err).__name__}: {err})") from err
+    return record
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def save_figures(vae, out, x_test, y_test, history):
+    """Write manifold.png, latent.png (2-D latent spaces and up) and history.png into ``out``; return their paths.
+
+    Figures are drawn without pyplot, so calling this from a notebook leaves its plotting backend alone.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     from vae_helpers.latent import encode
     from vae_helpers.plotting import plot_history, plot_latent_scatter, plot_manifold
 
-    figures = {"manifold.png": plot_manifold(vae.decoder),
-               "latent.png": plot_latent_scatter(encode(vae, x_test), y_test),
-               "history.png": plot_history(history)}
+    def draw(plot, *args, **kwargs):
+        figure = Figure(figsize=(7, 6))
+        FigureCanvasAgg(figure)
+        plot(*args, ax=figure.add_subplot(), **kwargs)
+        return figure
+
+    figures = {"history.png": draw(plot_history, history)}
+    if vae.latent_dim >= 2:
+        figures["manifold.png"] = draw(plot_manifold, vae.decoder)
+        figures["latent.png"] = draw(plot_latent_scatter, encode(vae, x_test), y_test)
     paths = []
     for name, fig in figures.items():
         _atomic(Path(out) / name, lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
-        plt.close(fig)
         paths.append(Path(out) / name)
     return paths
 
@@ -258,30 +326,34 @@ def train_run(out, settings=None, force=False, resume=False, progress="bar", log
     """Train a VAE into the run folder ``out`` (weights, ``run.json``, figures); return (vae, record).
 
     A folder that already holds files is only replaced with ``force``; ``resume`` continues the
-    run saved there from its last completed epoch, with the settings stored in its ``run.json``.
+    run saved there from its last completed epoch, with the settings stored in its ``run.json``
+    (``settings.epochs`` may extend it).
     """
     from vae_helpers.evaluation import knn_latent_accuracy
     from vae_helpers.models import build_vae
 
     out = Path(out)
-    _prepare_folder(out, force, resume)
     if resume:
-        saved = json.loads((out / RECORD_FILE).read_text())
-        settings = TrainSettings(**{**saved["settings"], **({"epochs": settings.epochs} if settings else {})})
-    settings = settings or TrainSettings()
+        saved = read_record(out)
+        extra = {"epochs": settings.epochs} if settings else {}
+        settings = TrainSettings(**{**saved["settings"], **extra})
+    settings = (settings or TrainSettings()).validate()
+    _prepare_folder(out, force, resume)
     set_seed(settings.seed)
     (x_train, y_train), (x_test, y_test) = load_mnist(settings.data)
     x_fit, x_val = split_validation(x_train, settings.validation_fraction, settings.seed)
+    sizes = {"train": len(x_fit), "validation": 0 if x_val is None else len(x_val), "test": len(x_test)}
     if resume:
+        if saved.get("data") and saved["data"] != sizes:
+            raise RunFolderError(f"{out}: this run was trained on {saved['data']} images but --data "
+                                 f"{settings.data!r} now gives {sizes}; resume with the same data")
         vae, state = load_checkpoint(out / CHECKPOINT_DIR)
         log(f"Resuming {out} after epoch {state.epochs_done} of {settings.epochs}.")
     else:
         vae = build_vae(settings.latent_dim, settings.loss, seed=settings.seed, compile=False)
         vae.compile(keras.optimizers.Adam(settings.learning_rate))
         state = None
-    record = {"settings": dataclasses.asdict(settings), "status": "running", "versions": versions(),
-              "data": {"train": len(x_fit), "validation": 0 if x_val is None else len(x_val),
-                       "test": len(x_test)}}
+    record = {"settings": dataclasses.asdict(settings), "status": "running", "versions": versions(), "data": sizes}
     write_json(out / RECORD_FILE, record)
     started = time.perf_counter()
     state = train_vae(vae, x_fit, settings.epochs, settings.batch_size, x_val=x_val,
@@ -295,8 +367,9 @@ def train_run(out, settings=None, force=False, resume=False, progress="bar", log
         "test_elbo": elbo(vae, x_test, n_samples=8, seed=settings.seed),
         "knn_accuracy": knn_latent_accuracy(vae, x_train, y_train, x_test, y_test),
         "train_seconds_this_session": time.perf_counter() - started,
-        "files": [WEIGHTS_FILE, RECORD_FILE] + [p.name for p in save_figures(vae, out, x_test, y_test, state.history)],
     })
+    write_json(out / RECORD_FILE, record)  # the scores are safe before any figure is drawn
+    record["files"] = [WEIGHTS_FILE, RECORD_FILE] + [p.name for p in save_figures(vae, out, x_test, y_test, state.history)]
     write_json(out / RECORD_FILE, record)
     return vae, record
 
@@ -305,9 +378,6 @@ def load_run(out):
     """The trained VAE saved in a run folder by ``train_run`` (best weights), ready to use."""
     from vae_helpers.models import build_vae, load_vae_weights
 
-    out = Path(out)
-    if not (out / RECORD_FILE).is_file():
-        raise RunFolderError(f"{out}: no {RECORD_FILE}; is this a folder written by 'python -m vae_helpers train'?")
-    settings = json.loads((out / RECORD_FILE).read_text())["settings"]
+    settings = read_record(out)["settings"]
     vae = build_vae(settings["latent_dim"], settings["loss"], seed=settings["seed"])
-    return load_vae_weights(vae, out / WEIGHTS_FILE)
+    return load_vae_weights(vae, Path(out) / WEIGHTS_FILE)
