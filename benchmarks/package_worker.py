@@ -93,7 +93,8 @@ def task_throughput(args):
         for bs in order:
             seconds, cpu_seconds = one_epoch_seconds(models[bs], x, bs, seed=repeat)
             runs.append({"batch_size": bs, "seconds": seconds, "cpu_seconds": cpu_seconds, "images": len(x),
-                         "images_per_s": len(x) / seconds, "images_per_cpu_s": len(x) / cpu_seconds, "loadavg_1m": os.getloadavg()[0]})
+                         "images_per_s": len(x) / seconds, "images_per_cpu_s": len(x) / cpu_seconds,
+                         "loadavg_1m": os.getloadavg()[0]})
     return {"runs": runs}
 
 

@@ -117,6 +117,24 @@ def sweep_section(sweep):
     return "\n".join(lines)
 
 
+def notebooks_section(notebooks):
+    """Wall time and peak memory per notebook from scripts/measure_notebook_memory.py, or a TODO."""
+    if notebooks.get("status") != "ok":
+        return f"TODO: {notebooks.get('note', 'no figures')}"
+    figures = notebooks["figures"]
+    estimate = figures.get("full_mnist_estimate", {}).get("notebooks", {})
+    lines = [f"From `{notebooks['source']}` (generated {figures['generated']}, data "
+             f"{figures['settings']['data']}, mode {figures['settings']['mode']}).", "",
+             "| run | status | wall time (s) | peak RSS (MiB) | full-MNIST estimate (MiB) |", "|---|---|---|---|---|",
+             "| quick-mode nbval run of all notebooks | TODO (lead) | TODO | TODO | - |"]
+    for entry in figures["notebooks"]:
+        name = entry["notebook"]
+        full = estimate.get(name, {}).get("bytes")
+        lines.append(f"| `{name}` (full run) | {entry['status']} | {entry['seconds']:.0f} | "
+                     f"{entry['peak_rss_bytes'] / 2**20:.0f} | {fmt(full / 2**20 if full else None, 0)} |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -148,9 +166,21 @@ def main(argv=None):
                   f"{decode['updates']:,} single-code `latent.decode` calls: median {decode['median_ms']:.2f} ms, "
                   f"p90 {decode['p90_ms']:.2f} ms, p99 {decode['p99_ms']:.2f} ms, max {decode['max_ms']:.1f} ms "
                   f"(load {decode['loadavg_1m']:.1f})."]
+    notebooks = load("notebooks", prefix)
+    if notebooks:
+        parts += ["", "### Notebook suite", "", notebooks_section(notebooks)]
     sweep = load("sweep_sample", "")
     if sweep and not args.quick:
         parts += ["", "### Sweep of training settings (bundled sample)", "", sweep_section(sweep)]
+    long_run = load("long_sample", "")
+    if long_run and long_run["runs"] and not args.quick:
+        curve = long_run["runs"][0]["curve"]
+        best = max(curve, key=lambda p: p["test_elbo"])
+        ends = [p for p in curve if float(p["epoch"]).is_integer()]
+        parts += ["", "### Long run on the bundled sample (overfitting check)", "",
+                  f"Package defaults, {curve[-1]['epoch']:g} epochs, test ELBO at the end of each epoch: " +
+                  ", ".join(f"{p['epoch']:g}: {p['test_elbo']:.1f}" for p in ends) +
+                  f". Best {best['test_elbo']:.1f} at epoch {best['epoch']:g}."]
     print("\n".join(parts))
 
 

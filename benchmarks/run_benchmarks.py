@@ -264,8 +264,9 @@ def bench_throughput(plan, x, tmp, flops):
                        "ratio_to_book": wall["median"] / median([r["images_per_s"] for r in book_runs]),
                        "cpu_ratio_to_book": cpu["median"] / median([r["images_per_cpu_s"] for r in book_runs]),
                        "seconds_per_60k_epoch": 60000 / wall["median"]}
-    return {"plan": plan, "flops": flops, "matmul_ceiling": {"before": ceiling_before, "after": ceiling_after,
-                                                              "best_gflops": ceiling, "best_gflops_per_cpu_s": cpu_ceiling},
+    ceilings = {"before": ceiling_before, "after": ceiling_after, "best_gflops": ceiling,
+                "best_gflops_per_cpu_s": cpu_ceiling}
+    return {"plan": plan, "flops": flops, "matmul_ceiling": ceilings,
             "table": table, "book_runs": book_runs, "package_runs": package_runs}
 
 
@@ -321,11 +322,13 @@ def compare_recipe(name, curve, book_curve):
     target = book_curve[-1]["test_elbo"]
     reached = first_reaching(curve, target)
     entry = {"name": name, "target_elbo": target, "book_seconds": book_curve[-1]["train_seconds"],
-             "book_cpu_seconds": book_curve[-1]["train_cpu_seconds"], "best_test_elbo": max(p["test_elbo"] for p in curve)}
+             "book_cpu_seconds": book_curve[-1]["train_cpu_seconds"],
+             "best_test_elbo": max(p["test_elbo"] for p in curve)}
     if reached is None:
         entry.update({"reached": False, "speedup": None})
     else:
-        entry.update({"reached": True, "epochs_to_target": reached["epoch"], "seconds_to_target": reached["train_seconds"],
+        entry.update({"reached": True, "epochs_to_target": reached["epoch"],
+                      "seconds_to_target": reached["train_seconds"],
                       "speedup": entry["book_seconds"] / reached["train_seconds"],
                       "cpu_speedup": entry["book_cpu_seconds"] / reached["train_cpu_seconds"]})
     return entry
@@ -418,7 +421,8 @@ def bench_manifold(plan):
     legacy = book(["--task", "manifold", "--repeats", plan["rounds"], "--grid", plan["n"]])["runs"]
     loop_s, grid_s = median([r["seconds"] for r in loops]), median([r["seconds"] for r in grids])
     legacy_s = median([r["seconds"] for r in legacy])
-    return {"n": plan["n"], "book_loop_keras3_seconds": loop_s, "manifold_grid_seconds": grid_s, "speedup": loop_s / grid_s,
+    return {"n": plan["n"], "book_loop_keras3_seconds": loop_s, "manifold_grid_seconds": grid_s,
+            "speedup": loop_s / grid_s,
             "book_loop_tf_keras_graph_seconds": legacy_s, "speedup_vs_tf_keras_loop": legacy_s / grid_s,
             "rounds": {"book_loop_keras3": loops, "manifold_grid": grids, "book_loop_tf_keras": legacy}}
 
@@ -573,7 +577,15 @@ def main(argv=None):
     from vae_helpers.data import load_mnist
 
     machine = machine_info()
-    write_json(f"{prefix}machine.json", {**machine, "command": command, "mode": mode})
+    complete = set(only) == set(SECTIONS)  # a subset run must not overwrite the full run's record
+    run_info = {"command": command, "mode": mode, "started": machine["started"], "git_commit": machine["git_commit"],
+                "cpu_model": machine["cpu_model"]}
+
+    def save(name, result):
+        return write_json(f"{prefix}{name}.json", {**result, "run": run_info})
+
+    if complete:
+        write_json(f"{prefix}machine.json", {**machine, "command": command, "mode": mode})
     (x_sample, _), (x_sample_test, _) = load_mnist("sample")
     fashion = None
     if {"throughput", "quality_fashion"} & set(only):
@@ -589,7 +601,7 @@ def main(argv=None):
             result = bench_throughput(plan["throughput"], x, tmp, network_flops())
             result.update({"data": "fashion-mnist (IDX loader)" if fashion else "bundled sample",
                            "idx_load_seconds": fashion[2] if fashion else None})
-            write_json(f"{prefix}throughput.json", result)
+            save("throughput", result)
             plot_throughput(result, RESULTS / f"{prefix}throughput_vs_batch.png")
             for name, row in result["table"].items():
                 log(f"{name}: {row['images_per_s']['median']:.0f} img/s ({row['ratio_to_book']:.2f}x book), "
@@ -598,7 +610,7 @@ def main(argv=None):
             p = plan["quality_sample"]
             result = bench_quality(p, x_sample, x_sample_test, tmp, "sample", stop_after_target=True,
                                    candidate=candidate)
-            write_json(f"{prefix}quality_sample.json", result)
+            save("quality_sample", result)
             plot_quality(result, RESULTS / f"{prefix}quality_sample.png", quality_title("Bundled MNIST sample", result))
             log(f"sample: {json.dumps(result['summary'])}")
         if "quality_fashion" in only and fashion:
@@ -606,23 +618,24 @@ def main(argv=None):
             result = bench_quality(p, fashion[0], fashion[1], tmp, "fashion", stop_after_target=True,
                                    candidate=candidate)
             result["idx_load_seconds"] = fashion[2]
-            write_json(f"{prefix}quality_fashion.json", result)
+            save("quality_fashion", result)
             plot_quality(result, RESULTS / f"{prefix}quality_fashion.png", quality_title("Fashion-MNIST", result))
             log(f"fashion: {json.dumps(result['summary'])}")
         if "manifold" in only:
             result = bench_manifold(plan["manifold"])
-            write_json(f"{prefix}manifold.json", result)
+            save("manifold", result)
             log(f"manifold: book loop {result['book_loop_keras3_seconds']:.2f} s, grid "
                 f"{result['manifold_grid_seconds'] * 1000:.1f} ms, {result['speedup']:.0f}x")
         if "decode" in only:
             result = bench_decode(plan["decode"])
-            write_json(f"{prefix}decode.json", result)
+            save("decode", result)
             log(f"decode: median {result['median_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms")
         if "notebooks" in only:
-            write_json(f"{prefix}notebooks.json", bench_notebooks())
+            save("notebooks", bench_notebooks())
     total = time.perf_counter() - started
-    write_json(f"{prefix}machine.json", {**machine, "command": command, "mode": mode, "sections": only,
-                                         "total_seconds": total, "loadavg_at_end": os.getloadavg()})
+    if complete:
+        write_json(f"{prefix}machine.json", {**machine, "command": command, "mode": mode, "sections": only,
+                                             "total_seconds": total, "loadavg_at_end": os.getloadavg()})
     log(f"done in {total:.0f} s; results in {RESULTS}")
 
 

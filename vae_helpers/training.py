@@ -45,6 +45,17 @@ def reseed_sampling(vae, seed, epoch):
     vae.sampling.seed_generator.state.assign(np.array([seed * 100003 + epoch, 0], dtype=np.int64))
 
 
+def epoch_batches(images, order, batch_size):
+    """A tf.data pipeline of batches of ``images`` in ``order``, gathered on the fly.
+
+    No shuffled copy of the data set is made, so full MNIST trains within Binder's memory.
+    """
+    return (tf.data.Dataset.from_tensor_slices(order)
+            .batch(batch_size)
+            .map(lambda indices: tf.gather(images, indices))
+            .prefetch(2))
+
+
 class _BatchBar(keras.callbacks.Callback):
     """A tqdm progress bar over the batches of one epoch."""
 
@@ -128,12 +139,13 @@ def train_vae(vae, x_train, epochs, batch_size=16, x_val=None, seed=0, progress=
         vae.compile()
     state = state or TrainingState()
     steps = -(-len(x_train) // batch_size)
+    images = tf.constant(x_train)  # one copy for the whole run; epochs gather batches from it
     for epoch in range(state.epochs_done, epochs):
         started = time.perf_counter()
         reseed_sampling(vae, seed, epoch)
         callbacks = [_BatchBar(f"epoch {epoch + 1}/{epochs}", steps)] if progress == "bar" and sys.stdout.isatty() else []
-        fit = vae.fit(x_train[epoch_order(len(x_train), seed, epoch)], batch_size=batch_size,
-                      epochs=1, shuffle=False, verbose=0, callbacks=callbacks)
+        batches = epoch_batches(images, epoch_order(len(x_train), seed, epoch), batch_size)
+        fit = vae.fit(batches, epochs=1, shuffle=False, verbose=0, callbacks=callbacks)
         record = {key: float(values[-1]) for key, values in fit.history.items()}
         if not np.isfinite(record["loss"]):
             raise ValueError(f"the loss became {record['loss']} in epoch {epoch + 1}: training diverged; "
