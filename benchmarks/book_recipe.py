@@ -32,6 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from book_manifold import book_manifold_loop  # noqa: E402  (same folder: this file runs as a script)
 
 tf.get_logger().setLevel("ERROR")
 tf.compat.v1.disable_eager_execution()
@@ -51,43 +52,37 @@ class BookNetwork:
 
     def __init__(self, latent_dim=2):
         images = keras.Input(shape=IMAGE_SHAPE)
-        self.encoder_layers = [
-            layers.Conv2D(32, 3, padding="same", activation="relu"),
-            layers.Conv2D(64, 3, padding="same", activation="relu", strides=(2, 2)),
-            layers.Conv2D(64, 3, padding="same", activation="relu"),
-            layers.Conv2D(64, 3, padding="same", activation="relu"),
-        ]
+        specs = ((32, 1), (64, 2), (64, 1), (64, 1))  # (filters, stride) of the 3x3 ReLU convolutions
+        self.encoder_layers = [layers.Conv2D(f, kernel_size=3, strides=s, activation="relu", padding="same")
+                               for f, s in specs]
         h = images
         for layer in self.encoder_layers:
             h = layer(h)
-        feature_shape = K.int_shape(h)[1:]
+        feature_shape = tuple(h.shape[1:])
         hidden = layers.Dense(32, activation="relu")
         mean_head, log_var_head = layers.Dense(latent_dim), layers.Dense(latent_dim)
         h = hidden(layers.Flatten()(h))
         z_mean, z_log_var = mean_head(h), log_var_head(h)
         self.encoder_layers += [hidden, mean_head, log_var_head]
 
-        def draw(args):  # the book's sampler: sigma = exp(z_log_var)
-            mean, log_var = args
-            noise = K.random_normal(shape=(K.shape(mean)[0], latent_dim), mean=0.0, stddev=1.0)
-            return mean + K.exp(log_var) * noise
+        def book_sampler(pair):  # the 1st edition's draw: the standard deviation is exp(z_log_var)
+            centre, spread = pair
+            return centre + K.exp(spread) * K.random_normal(K.shape(centre))
 
-        z = layers.Lambda(draw)([z_mean, z_log_var])
-        code = layers.Input(K.int_shape(z)[1:])
-        g = layers.Dense(int(np.prod(feature_shape)), activation="relu")(code)
-        g = layers.Reshape(feature_shape)(g)
-        g = layers.Conv2DTranspose(32, 3, padding="same", activation="relu", strides=(2, 2))(g)
-        g = layers.Conv2D(1, 3, padding="same", activation="sigmoid")(g)
-        self.decoder = keras.Model(code, g)
+        z = layers.Lambda(book_sampler)([z_mean, z_log_var])
+        code = layers.Input((latent_dim,))
+        g = layers.Reshape(feature_shape)(layers.Dense(int(np.prod(feature_shape)), activation="relu")(code))
+        g = layers.Conv2DTranspose(32, kernel_size=3, strides=2, activation="relu", padding="same")(g)
+        self.decoder = keras.Model(code, layers.Conv2D(1, kernel_size=3, activation="sigmoid", padding="same")(g))
 
         class BookLossLayer(layers.Layer):
-            """Adds the book's objective with add_loss; z_mean/z_log_var come from the closure."""
+            """Adds the book's objective with add_loss; the posterior tensors come from the closure."""
 
             def call(self, inputs):
-                original, decoded = K.flatten(inputs[0]), K.flatten(inputs[1])
-                xent = keras.metrics.binary_crossentropy(original, decoded)
-                kl = -BOOK_KL_WEIGHT * K.mean(1 + z_log_var - K.square(z_mean) - K.exp(z_log_var), axis=-1)
-                self.add_loss(K.mean(xent + kl), inputs=inputs)
+                pixels_in, pixels_out = K.batch_flatten(inputs[0]), K.batch_flatten(inputs[1])
+                cross_entropy = keras.metrics.binary_crossentropy(pixels_in, pixels_out)
+                prior_term = K.mean(1.0 + z_log_var - K.exp(z_log_var) - z_mean ** 2, axis=-1)
+                self.add_loss(K.mean(cross_entropy - BOOK_KL_WEIGHT * prior_term), inputs=inputs)
                 return inputs[0]
 
         out = BookLossLayer()([images, self.decoder(z)])
@@ -142,18 +137,8 @@ def task_train(args, x):
 
 
 def book_manifold(decoder, n=15, digit_size=28, batch_size=BOOK_BATCH_SIZE):
-    """The chapter's manifold loop: one ``decoder.predict`` call per grid point."""
-    from scipy.stats import norm
-
-    figure = np.zeros((digit_size * n, digit_size * n))
-    grid_x = norm.ppf(np.linspace(0.05, 0.95, n))
-    grid_y = norm.ppf(np.linspace(0.05, 0.95, n))
-    for i, yi in enumerate(grid_x):
-        for j, xi in enumerate(grid_y):
-            codes = np.tile(np.array([[xi, yi]]), batch_size).reshape(batch_size, 2)
-            digit = decoder.predict(codes, batch_size=batch_size, verbose=0)[0].reshape(digit_size, digit_size)
-            figure[i * digit_size:(i + 1) * digit_size, j * digit_size:(j + 1) * digit_size] = digit
-    return figure
+    """The book's manifold loop (see book_manifold.py)."""
+    return book_manifold_loop(decoder, n, digit_size, batch_size)
 
 
 def task_manifold(args, x):

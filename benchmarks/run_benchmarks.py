@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from book_manifold import book_manifold_loop  # same folder: this file runs as a script
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -380,17 +381,8 @@ def bench_quality(plan, x_train, x_test, tmp, label, stop_after_target, candidat
 
 
 def book_loop_keras3(decoder, n=15, digit_size=28, batch_size=16):
-    """The book's manifold loop run today: one ``decoder.predict`` of 16 tiled codes per grid point."""
-    from scipy.stats import norm
-
-    figure = np.zeros((digit_size * n, digit_size * n))
-    grid = norm.ppf(np.linspace(0.05, 0.95, n))
-    for i, yi in enumerate(grid):
-        for j, xi in enumerate(grid):
-            codes = np.tile(np.array([[xi, yi]]), batch_size).reshape(batch_size, 2)
-            digit = decoder.predict(codes, batch_size=batch_size, verbose=0)[0].reshape(digit_size, digit_size)
-            figure[i * digit_size:(i + 1) * digit_size, j * digit_size:(j + 1) * digit_size] = digit
-    return figure
+    """The book's manifold loop (see book_manifold.py)."""
+    return book_manifold_loop(decoder, n, digit_size, batch_size)
 
 
 def warm_up_predict(decoder, calls=3):

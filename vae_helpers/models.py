@@ -24,32 +24,40 @@ def _check_latent_dim(latent_dim):
         raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}")
 
 
+# (filters, stride) of the encoder's 3x3 convolutions, as in the 1st edition.
+ENCODER_CONVOLUTIONS = ((32, 1), (64, 2), (64, 1), (64, 1))
+ENCODER_HIDDEN_UNITS = 32
+DECODER_FILTERS = 32
+
+
+def _relu_conv(filters, strides=1, transpose=False):
+    """A 3x3 'same'-padded ReLU convolution (transposed for upsampling)."""
+    kind = layers.Conv2DTranspose if transpose else layers.Conv2D
+    return kind(filters, kernel_size=3, strides=strides, activation="relu", padding="same")
+
+
 def build_encoder(latent_dim=2, image_shape=IMAGE_SHAPE):
     """Image -> (z_mean, z_log_var): four 3x3 convolutions (one with stride 2), Dense 32, two heads."""
     _check_latent_dim(latent_dim)
     images = keras.Input(shape=image_shape, name="image")
-    x = layers.Conv2D(32, 3, padding="same", activation="relu")(images)
-    x = layers.Conv2D(64, 3, padding="same", activation="relu", strides=2)(x)
-    x = layers.Conv2D(64, 3, padding="same", activation="relu")(x)
-    x = layers.Conv2D(64, 3, padding="same", activation="relu")(x)
-    x = layers.Flatten()(x)
-    x = layers.Dense(32, activation="relu")(x)
-    z_mean = layers.Dense(latent_dim, name="z_mean")(x)
-    z_log_var = layers.Dense(latent_dim, name="z_log_var")(x)
-    return keras.Model(images, [z_mean, z_log_var], name="encoder")
+    features = images
+    for filters, strides in ENCODER_CONVOLUTIONS:
+        features = _relu_conv(filters, strides)(features)
+    hidden = layers.Dense(ENCODER_HIDDEN_UNITS, activation="relu")(layers.Flatten()(features))
+    heads = [layers.Dense(latent_dim, name=name)(hidden) for name in ("z_mean", "z_log_var")]
+    return keras.Model(images, heads, name="encoder")
 
 
 def build_decoder(latent_dim=2, image_shape=IMAGE_SHAPE):
     """Latent code -> image: Dense to a 14x14x64 map, a stride-2 transposed conv, a sigmoid conv."""
     _check_latent_dim(latent_dim)
     height, width, channels = image_shape
-    feature_shape = (height // 2, width // 2, 64)  # what the encoder had before flattening
-    z = keras.Input(shape=(latent_dim,), name="z")
-    x = layers.Dense(int(np.prod(feature_shape)), activation="relu")(z)
-    x = layers.Reshape(feature_shape)(x)
-    x = layers.Conv2DTranspose(32, 3, padding="same", activation="relu", strides=2)(x)
-    images = layers.Conv2D(channels, 3, padding="same", activation="sigmoid")(x)
-    return keras.Model(z, images, name="decoder")
+    feature_shape = (height // 2, width // 2, ENCODER_CONVOLUTIONS[-1][0])  # the encoder's last map
+    codes = keras.Input(shape=(latent_dim,), name="z")
+    grid = layers.Reshape(feature_shape)(layers.Dense(int(np.prod(feature_shape)), activation="relu")(codes))
+    upsampled = _relu_conv(DECODER_FILTERS, strides=2, transpose=True)(grid)
+    pixels = layers.Conv2D(channels, kernel_size=3, activation="sigmoid", padding="same")(upsampled)
+    return keras.Model(codes, pixels, name="decoder")
 
 
 @keras.saving.register_keras_serializable(package="vae_helpers")
