@@ -27,6 +27,9 @@ def seconds_since_process_start():
 
 
 def _parser():
+    from vae_helpers.training import TrainSettings
+
+    defaults = TrainSettings()
     parser = argparse.ArgumentParser(prog="python -m vae_helpers", description=__doc__.split("\n\n")[1])
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -36,14 +39,14 @@ def _parser():
 
     train = commands.add_parser("train", help="train a VAE into a run folder")
     train.add_argument("--data", default="auto", help="auto (default), keras, sample, or an IDX folder")
-    train.add_argument("--epochs", type=int, default=None, help="number of epochs (default 30)")
-    train.add_argument("--batch-size", type=int, default=16)
-    train.add_argument("--latent-dim", type=int, default=2)
-    train.add_argument("--loss", choices=["elbo", "book"], default="elbo",
+    train.add_argument("--epochs", type=int, default=None, help=f"number of epochs (default {defaults.epochs})")
+    train.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    train.add_argument("--latent-dim", type=int, default=defaults.latent_dim)
+    train.add_argument("--loss", choices=["elbo", "book"], default=defaults.loss,
                        help="elbo: beta = 1 (default); book: the 1st edition's objective and sampling")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--learning-rate", type=float, default=1e-3)
-    train.add_argument("--validation-fraction", type=float, default=0.1,
+    train.add_argument("--seed", type=int, default=defaults.seed)
+    train.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    train.add_argument("--validation-fraction", type=float, default=defaults.validation_fraction,
                        help="share of the training images held out to pick the best epoch")
     train.add_argument("--out", default=None, help="run folder (default: vae-runs/<loss>-z<dim>-seed<seed>)")
     train.add_argument("--force", action="store_true", help="replace the run files in an existing --out")

@@ -53,7 +53,8 @@ def get_preset(name):
     return PRESETS[name]
 
 
-def _check_convention(convention):
+def check_convention(convention):
+    """ValueError unless ``convention`` is a known sampling convention."""
     if convention not in SAMPLING_CONVENTIONS:
         raise ValueError(f"unknown sampling convention {convention!r}; "
                          f"choose one of {SAMPLING_CONVENTIONS}")
@@ -61,13 +62,13 @@ def _check_convention(convention):
 
 def posterior_std(z_log_var, convention="standard"):
     """Standard deviation of q(z|x) implied by the encoder's ``z_log_var`` output."""
-    _check_convention(convention)
+    check_convention(convention)
     return ops.exp(z_log_var) if convention == "book" else ops.exp(0.5 * z_log_var)
 
 
 def posterior_log_var(z_log_var, convention="standard"):
     """True log-variance of q(z|x): ``z_log_var`` itself, or twice it under the book's sampling."""
-    _check_convention(convention)
+    check_convention(convention)
     return 2.0 * z_log_var if convention == "book" else z_log_var
 
 

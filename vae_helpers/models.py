@@ -12,7 +12,7 @@ import numpy as np
 
 from vae_helpers._tf import keras
 from vae_helpers.data import check_images
-from vae_helpers.losses import SAMPLING_CONVENTIONS, VAELoss, get_preset, posterior_std, reconstruction_loss
+from vae_helpers.losses import VAELoss, check_convention, get_preset, posterior_std, reconstruction_loss
 
 layers = keras.layers
 IMAGE_SHAPE = (28, 28, 1)
@@ -72,9 +72,7 @@ class Sampling(keras.layers.Layer):
 
     def __init__(self, convention="standard", seed=None, **kwargs):
         super().__init__(**kwargs)
-        if convention not in SAMPLING_CONVENTIONS:
-            raise ValueError(f"unknown sampling convention {convention!r}; "
-                             f"choose one of {SAMPLING_CONVENTIONS}")
+        check_convention(convention)
         self.convention = convention
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)

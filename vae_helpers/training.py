@@ -23,6 +23,7 @@ from vae_helpers._tf import keras, tf
 from vae_helpers.config import set_seed
 from vae_helpers.data import check_images, load_mnist
 from vae_helpers.evaluation import elbo
+from vae_helpers.models import DEFAULT_LEARNING_RATE, WeightsError, build_vae, load_vae_weights
 
 WEIGHTS_FILE = "weights.weights.h5"
 RECORD_FILE = "run.json"
@@ -195,8 +196,6 @@ def save_checkpoint(vae, folder, state):
 
 def load_checkpoint(folder):
     """The VAE (with its optimizer state) and the ``TrainingState`` saved by ``save_checkpoint``."""
-    from vae_helpers.models import WeightsError, load_vae_weights
-
     folder = Path(folder)
     state_path = folder / CHECKPOINT_STATE
     if not state_path.is_file():
@@ -228,7 +227,7 @@ class TrainSettings:
     latent_dim: int = 2
     loss: str = "elbo"
     seed: int = 0
-    learning_rate: float = 1e-3
+    learning_rate: float = DEFAULT_LEARNING_RATE
     validation_fraction: float = 0.1
 
     def validate(self):
@@ -342,7 +341,6 @@ def train_run(out, settings=None, force=False, resume=False, progress="bar", log
     (``settings.epochs`` may extend it).
     """
     from vae_helpers.evaluation import knn_latent_accuracy
-    from vae_helpers.models import build_vae
 
     out = Path(out)
     if resume:
@@ -388,8 +386,6 @@ def train_run(out, settings=None, force=False, resume=False, progress="bar", log
 
 def load_run(out):
     """The trained VAE saved in a run folder by ``train_run`` (best weights), ready to use."""
-    from vae_helpers.models import build_vae, load_vae_weights
-
     settings = read_record(out)["settings"]
     vae = build_vae(settings["latent_dim"], settings["loss"], seed=settings["seed"])
     return load_vae_weights(vae, Path(out) / WEIGHTS_FILE)

@@ -187,10 +187,7 @@ class LabServer:
 
 
 def _signal_group(pid, sig):
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+    _kill(pid, sig, group=True)
 
 
 def marked_processes(marker):
@@ -219,9 +216,10 @@ def end_marked_processes(marker, grace=5.0):
         _kill(pid, signal.SIGKILL)
 
 
-def _kill(pid, sig):
+def _kill(pid, sig, group=False):
+    """Send ``sig`` to a process (or its whole group); gone or foreign processes are ignored."""
     try:
-        os.kill(pid, sig)
+        (os.killpg if group else os.kill)(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
 
