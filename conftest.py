@@ -1,13 +1,34 @@
-"""Test-suite defaults: quick notebooks, the bundled data, throwaway run folders, no windows.
+"""Test-suite defaults and options.
 
-Set before any test or notebook kernel starts, so ``python -m pytest`` is deterministic offline.
-Export a variable yourself to override it (e.g. ``VAE_HELPERS_QUICK=0`` for full notebook runs).
+Before any test or notebook kernel starts: quick notebooks, the bundled data, throwaway run folders,
+no windows, so ``python -m pytest`` is deterministic offline. Export a variable yourself to override
+it (e.g. ``VAE_HELPERS_QUICK=0`` for full notebook runs). The options below are listed by
+``pytest --help``; CI turns on the two ``--require-*`` ones (see ``.ci/run``).
 """
 
 import os
 import tempfile
+from pathlib import Path
 
 os.environ.setdefault("VAE_HELPERS_QUICK", "1")
 os.environ.setdefault("VAE_HELPERS_DATA", "sample")
 os.environ.setdefault("VAE_HELPERS_RUNS", os.path.join(tempfile.gettempdir(), "vae-helpers-test-runs"))
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+collect_ignore = ["notebooks/exercises"]  # learner versions: their check cells fail by design (tests/test_exercises.py)
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("vae_helpers")
+    group.addoption("--mnist-dir", default=str(Path(__file__).resolve().parent.parent / "shared" / "data" / "mnist"),
+                    help="folder of the four canonical MNIST files, for the tests on full MNIST "
+                         "(default: ../shared/data/mnist next to this repository)")
+    group.addoption("--require-full-mnist", action="store_true",
+                    help="fail, instead of skipping, the tests that need full MNIST when --mnist-dir has none")
+    group.addoption("--require-browser", action="store_true",
+                    help="fail, instead of skipping, the browser test when Chromium or Playwright is missing")
+    group.addoption("--chromium", default=None, help="Chromium executable for the browser test (default: search)")
+    group.addoption("--artifacts", default=None, help="folder for the browser test's screenshots "
+                                                      "(default: pytest's temporary folder)")
+    group.addoption("--update-screenshot", action="store_true",
+                    help="the browser test also refreshes docs/widgets.png")

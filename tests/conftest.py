@@ -1,5 +1,7 @@
 """Shared fixtures: the bundled data and small models for fast tests."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -44,3 +46,23 @@ def idx_folder(tmp_path, sample):
     for name, array in arrays.items():
         write_idx(tmp_path / name, array, 0x803 if array.ndim == 3 else 0x801)
     return tmp_path, arrays
+
+
+@pytest.fixture(scope="session")
+def full_mnist_dir(request):
+    """The folder of the canonical MNIST files (``--mnist-dir``); skips without it, fails with ``--require-full-mnist``."""
+    folder = Path(request.config.getoption("--mnist-dir"))
+    missing = [stem for stem in data.CANONICAL_MNIST
+               if not any((folder / name).is_file() for name in (stem, stem + ".gz"))]
+    if missing:
+        reason = f"full MNIST is not in {folder} (missing {', '.join(missing)}; pass --mnist-dir)"
+        if request.config.getoption("--require-full-mnist"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def full_mnist(full_mnist_dir):
+    """Full MNIST as (x_train, y_train), (x_test, y_test), read from ``--mnist-dir``."""
+    return data.load_idx_folder(full_mnist_dir)

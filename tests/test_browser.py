@@ -1,76 +1,91 @@
 """The latent widgets in a real browser: JupyterLab + headless Chromium, driven by Playwright.
 
-Opens notebooks/05_latent_interaction.ipynb in a throw-away JupyterLab (see tests/browser/lab.py),
-clears the stored outputs, runs every cell in a live kernel (quick mode, bundled data), drags the
-explorer's first slider and checks that the digit the page shows really changed. Screenshots go to
-``$VAE_HELPERS_ARTIFACTS`` (default: pytest's temporary folder); with
-``VAE_HELPERS_UPDATE_SCREENSHOT=1`` the combined one is also copied to docs/widgets.png.
+Writes a small notebook that shows the three widgets of notebook 05 (the chapter notebooks are run by
+nbval only, once), opens it in a throw-away JupyterLab (see tests/browser/lab.py), runs every cell in
+a live kernel, drags the explorer's first slider and checks that the digit the page shows really
+changed. Screenshots go to ``--artifacts`` (default: pytest's temporary folder); with
+``--update-screenshot`` the combined one also replaces docs/widgets.png.
 
 Needs: pip ``playwright`` (no browser download: it drives Debian's ``chromium``), ``jupyterlab``
-and ``ipywidgets``. Skips with the reason when any is missing, or fails with it where
-``VAE_HELPERS_REQUIRE_BROWSER=1`` (as in CI).
+and ``ipywidgets``. Skips with the reason when any is missing, or fails with it under
+``--require-browser`` (as in CI).
 """
 
 import base64
 import importlib.util
-import os
 import shutil
 from pathlib import Path
 
+import nbformat
 import numpy as np
 import pytest
 
 from tests.browser.lab import CHROMIUM_ARGS, LabServer, find_chromium
 
 REPO = Path(__file__).resolve().parents[1]
-NOTEBOOK = REPO / "notebooks" / "05_latent_interaction.ipynb"
 DOCS_SCREENSHOT = REPO / "docs" / "widgets.png"
 WIDGET_CLASSES = ("vae-latent-explorer", "vae-interpolation-explorer", "vae-concept-editor")
 RUN_ALL_TIMEOUT_MS = 75_000
+WIDGET_NOTEBOOK = [  # what notebook 05 shows, on the digits VAE_HELPERS_DATA gives (the sample in the tests)
+    "from vae_helpers import data, pretrained, widgets\n"
+    "vae = vae16 = pretrained.load_pretrained(2)  # TODO 16-D\n"
+    "_, (x_test, y_test) = data.load_mnist('auto')\n"
+    "x, y = data.subset(x_test, y_test, per_class=100, seed=0)",
+    "widgets.LatentExplorer(vae, x, y)",
+    "widgets.InterpolationExplorer(vae16, x, y, start=int(np.flatnonzero(y == 1)[0]), end=int(np.flatnonzero(y == 0)[0]))",
+    "widgets.ConceptEditor(vae16, x, y, source=1, target=7)",
+]
 
 
-def _missing():
+def _missing(chromium):
     for module, install in (("playwright", "pip install playwright"), ("jupyterlab", "pip install jupyterlab"),
                             ("ipywidgets", "pip install 'ipywidgets>=8'")):
         if importlib.util.find_spec(module) is None:
             return f"{module} is not installed ({install})"
-    if find_chromium() is None:
-        return "no Chromium found (apt-get install chromium, or set VAE_HELPERS_CHROMIUM)"
+    if find_chromium(chromium) is None:
+        return "no Chromium found (apt-get install chromium, or pass --chromium)"
     return None
 
 
 @pytest.fixture(autouse=True)
-def browser_available():
-    """Skip when a tool is missing; fail instead where ``VAE_HELPERS_REQUIRE_BROWSER=1`` (CI)."""
-    reason = _missing()
+def browser_available(request):
+    """Skip when a tool is missing; fail instead under ``--require-browser`` (CI)."""
+    reason = _missing(request.config.getoption("--chromium"))
     if reason is not None:
-        if os.environ.get("VAE_HELPERS_REQUIRE_BROWSER", "") not in ("", "0"):
-            pytest.fail(f"browser test required (VAE_HELPERS_REQUIRE_BROWSER=1) but {reason}")
+        if request.config.getoption("--require-browser"):
+            pytest.fail(f"browser test required (--require-browser) but {reason}")
         pytest.skip(reason)
 
 
 @pytest.fixture
-def artifacts(tmp_path):
-    folder = Path(os.environ.get("VAE_HELPERS_ARTIFACTS", tmp_path / "artifacts"))
+def artifacts(request, tmp_path):
+    folder = Path(request.config.getoption("--artifacts") or tmp_path / "artifacts")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
 @pytest.fixture
-def lab(tmp_path):
-    env = {"VAE_HELPERS_QUICK": "1", "VAE_HELPERS_DATA": "sample"}
-    with LabServer(tmp_path / "lab", [NOTEBOOK], env=env) as server:
+def notebook(tmp_path):
+    path = tmp_path / "widgets.ipynb"
+    cells = [nbformat.v4.new_code_cell("import numpy as np")] + [nbformat.v4.new_code_cell(c) for c in WIDGET_NOTEBOOK]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
+    return path
+
+
+@pytest.fixture
+def lab(tmp_path, notebook):
+    with LabServer(tmp_path / "lab", [notebook], env={"VAE_HELPERS_QUICK": "1"}) as server:
         yield server
 
 
 @pytest.fixture
-def page(tmp_path):
+def page(request, tmp_path):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=find_chromium(), headless=True,
-            args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 900}, timeout=60_000)
+            str(tmp_path / "chromium-profile"), executable_path=find_chromium(request.config.getoption("--chromium")),
+            headless=True, args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 900}, timeout=60_000)
         try:
             yield context.pages[0] if context.pages else context.new_page()
         finally:
@@ -80,8 +95,8 @@ def page(tmp_path):
 # --- steps -----------------------------------------------------------------------------------------
 
 
-def open_notebook(page, lab):
-    page.goto(lab.url(NOTEBOOK.name), timeout=60_000)
+def open_notebook(page, lab, name):
+    page.goto(lab.url(name), timeout=60_000)
     page.wait_for_function("() => window.jupyterapp && document.querySelector('.jp-NotebookPanel .jp-Cell')",
                            timeout=60_000)
     page.wait_for_function("""() => {
@@ -145,7 +160,7 @@ def wait_for_new_image(page, locator, before, timeout_s=15):
     raise AssertionError("the digit image did not change after moving the slider")
 
 
-def save_screenshots(page, artifacts):
+def save_screenshots(page, artifacts, update_docs):
     """One picture per widget plus the three stacked into one (the README picture)."""
     from PIL import Image
 
@@ -164,7 +179,7 @@ def save_screenshots(page, artifacts):
         combined.paste(picture, (0, top))
         top += picture.height + 16
     combined.save(artifacts / "widgets.png")
-    if os.environ.get("VAE_HELPERS_UPDATE_SCREENSHOT", "") not in ("", "0"):
+    if update_docs:
         DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
         shutil.copy(artifacts / "widgets.png", DOCS_SCREENSHOT)
     return artifacts / "widgets.png"
@@ -173,8 +188,8 @@ def save_screenshots(page, artifacts):
 # --- the test --------------------------------------------------------------------------------------
 
 
-def test_notebook_widgets_update_in_a_real_browser(lab, page, artifacts):
-    open_notebook(page, lab)
+def test_notebook_widgets_update_in_a_real_browser(request, notebook, lab, page, artifacts):
+    open_notebook(page, lab, notebook.name)
     run_all_cells(page, lab)
     for name in WIDGET_CLASSES:
         assert page.locator(f".{name}").count() == 1, f"widget .{name} is not on the page"
@@ -198,7 +213,7 @@ def test_notebook_widgets_update_in_a_real_browser(lab, page, artifacts):
     shown_after = np.asarray(_pixels(digit.screenshot()))
     assert shown_after.shape == shown_before.shape and np.abs(shown_after - shown_before).max() > 0
 
-    screenshot = save_screenshots(page, artifacts)
+    screenshot = save_screenshots(page, artifacts, request.config.getoption("--update-screenshot"))
     print(f"browser screenshots in {artifacts} (README picture: {screenshot})")
 
 

@@ -2,10 +2,8 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import h5py
 import numpy as np
@@ -16,8 +14,8 @@ from tests.conftest import write_idx
 NOISE = ("oneDNN", "cpu_feature_guard", "absl::InitializeLog", "I0000", "W0000", "E0000", "Warning", "WARNING")
 
 
-def cli(*args, cwd=None, timeout=300):
-    env = {**os.environ, "VAE_HELPERS_DATA": ""}
+def cli(*args, cwd=None, timeout=300, data=""):
+    env = {**os.environ, "VAE_HELPERS_DATA": str(data)}
     return subprocess.run([sys.executable, "-m", "vae_helpers", *map(str, args)], capture_output=True,
                           text=True, cwd=cwd, env=env, timeout=timeout)
 
@@ -72,7 +70,7 @@ def test_train_writes_weights_record_and_figures(finished_run):
         assert (out / name).stat().st_size > 1000, name
     assert (out / "manifold.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"Test ELBO: {record['test_elbo']:.2f}" in result.stdout
-    assert sum(line.startswith("epoch ") for line in result.stdout.splitlines()) == 3
+    assert "Epoch 3/3" in result.stdout and "val_elbo" in result.stdout  # Keras' one line per epoch
 
 
 def test_train_refuses_to_overwrite_a_run_without_force(finished_run, digits_folder):
@@ -96,31 +94,66 @@ def test_bad_data_path_is_one_clear_line(tmp_path):
     assert result.stderr.strip() == f"error: {tmp_path / 'no-such-folder'}: not a folder (expected a folder of IDX files)"
 
 
-def test_killed_run_resumes_to_the_same_weights(finished_run, digits_folder, tmp_path):
-    """Kill training mid-run (SIGKILL, as a closed laptop would), resume, compare with the uninterrupted run."""
-    straight, _ = finished_run
-    out = tmp_path / "killed"
-    env = {**os.environ, "VAE_HELPERS_DATA": ""}
-    process = subprocess.Popen([sys.executable, "-m", "vae_helpers", *map(str, train_args(digits_folder, out))],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    state = out / "checkpoint" / "state.json"
-    deadline = time.time() + 240
-    while not state.exists() and time.time() < deadline and process.poll() is None:
-        time.sleep(0.05)
-    time.sleep(0.3)  # into the second epoch
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert json.loads(state.read_text())["epochs_done"] < 3, "the run finished before it could be killed"
-    result = cli("train", "--out", out, "--resume", "--quiet")
-    assert result.returncode == 0, result.stderr
-    assert "Resuming" in result.stdout
-    expected, got = read_weights(straight / "weights.weights.h5"), read_weights(out / "weights.weights.h5")
-    model_weights = [name for name in expected if not name.startswith("optimizer")]
-    assert model_weights and set(model_weights) <= set(got)
-    for name in model_weights:
+def model_weights(path):
+    """The network's arrays in a weights file (the optimizer's, if any, left out)."""
+    weights = read_weights(path)
+    return {name: array for name, array in weights.items() if not name.startswith("optimizer")}
+
+
+def assert_same_model_weights(path_a, path_b):
+    expected, got = model_weights(path_a), model_weights(path_b)
+    assert expected and set(expected) == set(got)
+    for name in expected:
         np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+
+
+def test_resume_extends_a_run_to_the_weights_of_a_longer_one(finished_run, digits_folder, tmp_path):
+    straight, _ = finished_run
+    out = tmp_path / "short"
+    assert cli(*train_args(digits_folder, out, epochs=2)).returncode == 0
+    result = cli("train", "--out", out, "--resume", "--epochs", 3, "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert f"Resuming {out} after epoch 2 of 3." in result.stdout
+    assert_same_model_weights(straight / "weights.weights.h5", out / "weights.weights.h5")
     record = json.loads((out / "run.json").read_text())
-    assert len(record["history"]["loss"]) == 3
+    assert record["settings"]["epochs"] == 3 and len(record["history"]["loss"]) == 3
+
+
+def test_resume_on_other_data_is_refused(digits_folder, tmp_path):
+    """A run on "auto" data continued after VAE_HELPERS_DATA changed would silently mix two data sets."""
+    out = tmp_path / "auto"
+    first = cli("train", "--data", "auto", "--epochs", 1, "--out", out, "--quiet", data=digits_folder)
+    assert first.returncode == 0, first.stderr
+    before = (out / "weights.weights.h5").read_bytes()
+    result = cli("train", "--out", out, "--resume", "--epochs", 2, data="sample")
+    assert result.returncode == 2
+    assert "resume with the same data" in result.stderr and "Traceback" not in result.stderr
+    assert (out / "weights.weights.h5").read_bytes() == before
+
+
+def test_force_replaces_a_run_and_its_checkpoints(finished_run, digits_folder, tmp_path):
+    out = tmp_path / "replaced"
+    assert cli(*train_args(digits_folder, out, epochs=3)).returncode == 0
+    result = cli(*train_args(digits_folder, out, epochs=1), "--force")
+    assert result.returncode == 0, result.stderr
+    record = json.loads((out / "run.json").read_text())
+    assert record["settings"]["epochs"] == 1 and len(record["history"]["loss"]) == 1
+    history = (out / "checkpoint" / "history.csv").read_text().splitlines()
+    assert len(history) == 2, history  # the header and the new run's one epoch: the old rows are gone
+    again = cli("train", "--out", out, "--resume", "--quiet")  # the backup is the new run's, not the old one's
+    assert again.returncode == 0 and "after epoch 1 of 1" in again.stdout
+
+
+def test_ctrl_c_says_how_to_resume(monkeypatch, tmp_path, capsys):
+    from vae_helpers import cli as command_line, training
+
+    def interrupted(out, *args, **kwargs):
+        (out / "checkpoint" / "backup").mkdir(parents=True)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "train_run", interrupted)
+    assert command_line.main(["train", "--data", "sample", "--out", str(tmp_path / "run")]) == 130
+    assert f"python -m vae_helpers train --out {tmp_path / 'run'} --resume" in capsys.readouterr().err
 
 
 def test_demo_scores_the_pretrained_model_and_draws_the_manifold(tmp_path):

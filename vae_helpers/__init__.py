@@ -3,11 +3,22 @@
 Modules, one concept each: ``data`` (MNIST loaders), ``models`` (encoder, decoder, sampling, VAE),
 ``losses`` (reconstruction, KL, the custom loss layer), ``training`` (fitting with checkpoints),
 ``evaluation`` (ELBO, importance-weighted NLL, k-NN accuracy), ``plotting`` (manifold and figures),
-``pretrained`` (shipped weights), ``latent`` and ``widgets`` (latent-space interaction).
+``pretrained`` (shipped weights), ``latent`` and ``widgets`` (latent-space interaction), ``checks``
+(self-checks for the write-it-yourself cells) and ``quiz``.
+
+Importing the package loads nothing heavy. TensorFlow is loaded, without its C++ start-up log lines,
+by the first module that needs it, or by ``from vae_helpers import keras, tf``.
 """
 
-from vae_helpers._tf import keras, tf  # noqa: F401  (imported first: keeps TensorFlow quiet)
-from vae_helpers.config import quick_mode, set_seed  # noqa: F401
-from vae_helpers import models  # noqa: F401  (registers the custom layers for loading .keras files)
+import importlib
 
 __version__ = "1.0.0"
+
+
+def __getattr__(name):
+    if name in ("keras", "tf", "set_seed"):
+        importlib.import_module("vae_helpers.models")  # also registers the custom layers, so .keras files load
+        return getattr(importlib.import_module("vae_helpers._tf"), name)
+    if name == "quick_mode":
+        return importlib.import_module("vae_helpers.config").quick_mode
+    raise AttributeError(f"module 'vae_helpers' has no attribute {name!r}")

@@ -1,8 +1,5 @@
 """``python -m vae_helpers``: see ``vae_helpers.cli``."""
 
-try:
-    from vae_helpers.cli import main
-except KeyboardInterrupt:  # Ctrl-C during TensorFlow's slow import: no traceback
-    raise SystemExit(130) from None
+from vae_helpers.cli import main
 
 raise SystemExit(main())

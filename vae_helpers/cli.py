@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from vae_helpers.config import PRESETS, TrainSettings, runs_dir
+
 DEMO_MARKER = "demo.json"
 _STARTED = time.perf_counter()
 
@@ -26,23 +28,24 @@ def seconds_since_process_start():
         return time.perf_counter() - _STARTED
 
 
-def _parser():
-    from vae_helpers.training import TrainSettings
-
+def parser():
+    """The argument parser; building it loads no TensorFlow, so ``--help`` answers at once."""
     defaults = TrainSettings()
-    parser = argparse.ArgumentParser(prog="python -m vae_helpers", description=__doc__.split("\n\n")[1])
-    commands = parser.add_subparsers(dest="command", required=True)
+    main = argparse.ArgumentParser(prog="python -m vae_helpers", description=__doc__.split("\n\n")[1])
+    main.add_argument("--debug", action="store_true", help="on an error, show the full Python traceback")
+    commands = main.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="score the shipped VAE and draw its latent manifold")
     demo.add_argument("--data", default="auto", help="auto (default), keras, sample, or an IDX folder")
+    demo.add_argument("--latent-dim", type=int, default=2, choices=[2, 16], help="which shipped model (default 2)")
     demo.add_argument("--out", default="vae-demo", help="folder for the figures (default: vae-demo)")
 
     train = commands.add_parser("train", help="train a VAE into a run folder")
-    train.add_argument("--data", default="auto", help="auto (default), keras, sample, or an IDX folder")
-    train.add_argument("--epochs", type=int, default=None, help=f"number of epochs (default {defaults.epochs})")
+    train.add_argument("--data", default=defaults.data, help="auto (default), keras, sample, or an IDX folder")
+    train.add_argument("--epochs", type=int, default=None, help=f"number of epochs in all (default {defaults.epochs})")
     train.add_argument("--batch-size", type=int, default=defaults.batch_size)
     train.add_argument("--latent-dim", type=int, default=defaults.latent_dim)
-    train.add_argument("--loss", choices=["elbo", "book"], default=defaults.loss,
+    train.add_argument("--loss", choices=sorted(PRESETS), default=defaults.loss,
                        help="elbo: beta = 1 (default); book: the 1st edition's objective and sampling")
     train.add_argument("--seed", type=int, default=defaults.seed)
     train.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
@@ -51,27 +54,26 @@ def _parser():
     train.add_argument("--out", default=None, help="run folder (default: vae-runs/<loss>-z<dim>-seed<seed>)")
     train.add_argument("--force", action="store_true", help="replace the run files in an existing --out")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    train.add_argument("--deterministic", action="store_true",
+                       help="TensorFlow's deterministic kernels (CPU runs repeat exactly without them)")
     train.add_argument("--quiet", action="store_true", help="no progress bar, one line per epoch")
-    return parser
+    return main
 
 
 def run_train(args):
-    from vae_helpers.config import runs_dir
-    from vae_helpers.training import TrainSettings, train_run
+    from vae_helpers.training import CHECKPOINT_DIR, train_run
 
     out = Path(args.out or Path(runs_dir()) / f"{args.loss}-z{args.latent_dim}-seed{args.seed}")
-    defaults = TrainSettings()
-    epochs = defaults.epochs if args.epochs is None else args.epochs
-    settings = TrainSettings(data=args.data, epochs=epochs, batch_size=args.batch_size,
+    settings = TrainSettings(data=args.data, epochs=args.epochs or TrainSettings.epochs, batch_size=args.batch_size,
                              latent_dim=args.latent_dim, loss=args.loss, seed=args.seed,
                              learning_rate=args.learning_rate, validation_fraction=args.validation_fraction)
-    if args.resume:
-        settings = TrainSettings(epochs=args.epochs) if args.epochs is not None else None
+    if args.resume:  # the settings come from the run's record; only --epochs may change
+        settings = None if args.epochs is None else TrainSettings(epochs=args.epochs)
     try:
-        _, record = train_run(out, settings, force=args.force, resume=args.resume,
-                                progress="epoch" if args.quiet else "bar")
+        _, record = train_run(out, settings, force=args.force, resume=args.resume, deterministic=args.deterministic,
+                              progress="epoch" if args.quiet else "bar")
     except KeyboardInterrupt:
-        if (out / "checkpoint" / "state.json").is_file():
+        if (out / CHECKPOINT_DIR / "backup").is_dir():
             print(f"\nInterrupted. The last finished epoch is saved; continue with:\n"
                   f"  python -m vae_helpers train --out {out} --resume", file=sys.stderr)
         else:
@@ -83,33 +85,23 @@ def run_train(args):
     return 0
 
 
-def _demo_folder(out):
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        from vae_helpers.training import RunFolderError
-
-        raise RunFolderError(f"{out} exists and is not a folder; pass another --out")
-    if out.exists() and any(out.iterdir()) and not (out / DEMO_MARKER).is_file():
-        from vae_helpers.training import RunFolderError
-
-        raise RunFolderError(f"{out} holds files that the demo did not write; pass another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
 def run_demo(args):
     from vae_helpers.data import load_mnist
     from vae_helpers.evaluation import elbo
     from vae_helpers.pretrained import load_pretrained, pretrained_record
-    from vae_helpers.training import save_figures, write_json
+    from vae_helpers.training import RunFolderError, save_figures, write_json
 
-    out = _demo_folder(args.out)
-    print("Loading the pretrained VAE shipped with vae_helpers ...")
-    vae = load_pretrained()
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"{out} exists and is not a folder; pass another --out")
+    if out.exists() and any(out.iterdir()) and not (out / DEMO_MARKER).is_file():
+        raise RunFolderError(f"{out} holds files that the demo did not write; pass another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"Loading the pretrained {args.latent_dim}-D VAE shipped with vae_helpers ...")
+    vae = load_pretrained(args.latent_dim)
     _, (x_test, y_test) = load_mnist(args.data)
     score = elbo(vae, x_test, n_samples=4)
-    record = pretrained_record()
-    paths = save_figures(vae, out, x_test, y_test, record["history"])
+    paths = save_figures(vae, out, x_test, y_test, pretrained_record(args.latent_dim)["history"])
     write_json(out / DEMO_MARKER, {"test_images": len(x_test), "test_elbo": score})
     print(f"Test ELBO on {len(x_test):,} test digits: {score:.2f} nats per image "
           f"(the ELBO is a lower bound on log p(x): closer to 0 is better)")
@@ -120,15 +112,13 @@ def run_demo(args):
 
 
 def main(argv=None):
-    args = _parser().parse_args(argv)
-    from vae_helpers.data import DataError
-    from vae_helpers.models import WeightsError
-    from vae_helpers.training import RunFolderError
-
+    args = parser().parse_args(argv)
     try:
         return run_demo(args) if args.command == "demo" else run_train(args)
-    except (DataError, WeightsError, RunFolderError, ValueError, OSError) as err:
-        if os.environ.get("VAE_HELPERS_DEBUG"):
+    except KeyboardInterrupt:  # before training started (e.g. while TensorFlow loads): nothing to say
+        return 130
+    except (ValueError, OSError) as err:  # DataError, WeightsError and RunFolderError included
+        if args.debug:
             raise
         message = f"cannot write or read {err.filename}: {err.strerror}" if isinstance(err, OSError) and err.filename else err
         print(f"error: {message}", file=sys.stderr)

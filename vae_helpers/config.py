@@ -1,11 +1,13 @@
-"""Environment switches and reproducibility shared by the package, the CLI and the notebooks."""
+"""Settings shared by the package, the CLI and the notebooks: environment switches, the loss presets,
+the settings of a training run, and the one check for counts.
 
+Pure Python: importing it (or ``vae_helpers.data``) does not load TensorFlow.
+"""
+
+import dataclasses
+import math
+import numbers
 import os
-import random
-
-import numpy as np
-
-from vae_helpers._tf import keras, tf
 
 #: Forces the data source of ``load_mnist(source="auto")``: "keras", "sample" or a folder path.
 DATA_ENV = "VAE_HELPERS_DATA"
@@ -13,6 +15,8 @@ DATA_ENV = "VAE_HELPERS_DATA"
 QUICK_ENV = "VAE_HELPERS_QUICK"
 #: Where notebooks save what they train (default: ``vae-runs`` in the working directory).
 RUNS_ENV = "VAE_HELPERS_RUNS"
+
+DEFAULT_LEARNING_RATE = 1e-3
 
 
 def quick_mode():
@@ -25,16 +29,69 @@ def runs_dir():
     return os.path.abspath(os.environ.get(RUNS_ENV, "vae-runs"))
 
 
-def set_seed(seed=0, deterministic=True):
-    """Seed Python, NumPy, TensorFlow and Keras so a training run repeats exactly on one machine.
+def check_count(value, name, minimum=1):
+    """``value`` as an int if it is a whole number of at least ``minimum``; ValueError naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        what = "a positive integer" if minimum == 1 else f"an integer of at least {minimum}"
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return int(value)
 
-    With ``deterministic=True`` TensorFlow also picks deterministic kernels, which is what makes
-    two CPU runs with the same seed give bit-identical weights.
-    """
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    random.seed(seed)
-    np.random.seed(seed)
-    keras.utils.set_random_seed(int(seed))
-    if deterministic:
-        tf.config.experimental.enable_op_determinism()
+
+@dataclasses.dataclass(frozen=True)
+class LossPreset:
+    """How a VAE is trained: which objective and which sampling convention."""
+
+    name: str
+    sampling: str  # "standard": sigma = exp(0.5 * log_var); "book": sigma = exp(log_var)
+    description: str
+
+
+PRESETS = {
+    "elbo": LossPreset("elbo", "standard", "negative ELBO in nats (beta = 1), standard sampling"),
+    "book": LossPreset("book", "book", "1st edition: per-pixel mean BCE + 5e-4 * KL mean, sigma = exp(z_log_var)"),
+}
+SAMPLING_CONVENTIONS = ("standard", "book")
+
+
+def get_preset(name):
+    """The LossPreset called ``name`` ("elbo" or "book"); ValueError otherwise."""
+    if isinstance(name, LossPreset):
+        return name
+    if name not in PRESETS:
+        raise ValueError(f"unknown loss preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]
+
+
+def check_convention(convention):
+    """ValueError unless ``convention`` is a known sampling convention."""
+    if convention not in SAMPLING_CONVENTIONS:
+        raise ValueError(f"unknown sampling convention {convention!r}; choose one of {SAMPLING_CONVENTIONS}")
+
+
+@dataclasses.dataclass
+class TrainSettings:
+    """Everything that defines a training run (stored in ``run.json``; the CLI's flags and defaults)."""
+
+    data: str = "auto"
+    epochs: int = 30
+    batch_size: int = 16
+    latent_dim: int = 2
+    loss: str = "elbo"
+    seed: int = 0
+    learning_rate: float = DEFAULT_LEARNING_RATE
+    validation_fraction: float = 0.1
+
+    def validate(self):
+        """Raise ValueError naming the first bad setting (as its command-line flag), before anything is written."""
+        check_count(self.epochs, "--epochs")
+        check_count(self.batch_size, "--batch-size")
+        check_count(self.latent_dim, "--latent-dim")
+        check_count(self.seed, "--seed", minimum=0)
+        if not (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate)
+                and self.learning_rate > 0):
+            raise ValueError(f"--learning-rate must be a positive number, got {self.learning_rate!r}")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise ValueError(f"--validation-fraction must be in [0, 1), got {self.validation_fraction!r}")
+        if self.loss not in PRESETS:
+            raise ValueError(f"--loss must be one of {sorted(PRESETS)}, got {self.loss!r}")
+        return self

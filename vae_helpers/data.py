@@ -2,10 +2,14 @@
 
 Every loader returns ``(x_train, y_train), (x_test, y_test)`` with images as float32 in [0, 1],
 shape (N, 28, 28, 1), and labels as int64, so the rest of the package never cares where the
-digits came from.
+digits came from. ``load_mnist`` says in one line what it loaded; a folder holding the canonical
+MNIST files is recognised by their published checksums.
+
+Pure numpy: importing this module does not load TensorFlow.
 """
 
 import gzip
+import hashlib
 import json
 import os
 import socket
@@ -22,6 +26,13 @@ IDX_FILES = {
     "y_train": "train-labels-idx1-ubyte",
     "x_test": "t10k-images-idx3-ubyte",
     "y_test": "t10k-labels-idx1-ubyte",
+}
+#: MD5 of the uncompressed canonical MNIST files, as published with the data set and by many projects since.
+CANONICAL_MNIST = {
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
 _IDX_MAGIC = {0x00000803: 3, 0x00000801: 1}  # unsigned-byte images (3 dims) and labels (1 dim)
 KERAS_TIMEOUT_S = 20
@@ -48,19 +59,29 @@ def load_mnist(source="auto"):
         if forced:
             return load_mnist(forced)
         try:
-            return load_keras_mnist()
+            return load_mnist("keras")
         except DataError as err:
             print(f"Could not get the full MNIST through Keras ({err}); "
                   "using the bundled 4,000/1,000 sample instead.", file=sys.stderr)
-            return load_sample()
+            return load_mnist("sample")
     if source == "keras":
-        return load_keras_mnist()
+        return _report("Full MNIST through Keras", load_keras_mnist())
     if source == "sample":
-        return load_sample()
+        return _report("The bundled MNIST sample", load_sample())
     if isinstance(source, (str, os.PathLike)) and (os.sep in str(source) or Path(source).exists()):
-        return load_idx_folder(source)
+        splits, canonical = _read_idx_folder(source)
+        name = Path(source).name
+        return _report(f"Full MNIST from {name}/, checksums verified" if canonical
+                       else f"IDX files from {name}/ (not the canonical MNIST files)", splits)
     raise DataError(f"unknown data source {source!r}: use 'auto', 'keras', 'sample' "
                     "or the path of a folder of IDX files")
+
+
+def _report(what, splits):
+    """The one line every loader prints: what was loaded and how many digits."""
+    (x_train, _), (x_test, _) = splits
+    print(f"{what}: {len(x_train):,} training and {len(x_test):,} test digits")
+    return splits
 
 
 def to_images(pixels):
@@ -120,21 +141,27 @@ def find_idx_file(folder, stem):
     raise DataError(f"{folder}: no {stem} or {stem}.gz in this folder")
 
 
-def read_idx(path):
+def read_idx_bytes(path):
+    """The uncompressed bytes of an IDX file (gzipped or not), or DataError naming the file."""
+    path = Path(path)
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError as err:
+        raise DataError(f"{path}: file not found") from err
+    except (OSError, EOFError) as err:
+        raise DataError(f"{path}: cannot read ({err}); the file is corrupt or truncated") from err
+
+
+def read_idx(path, raw=None):
     """Read one IDX file (optionally gzipped) of unsigned bytes into a numpy array.
 
     Checks the magic number and that the payload size matches the header, so a truncated or
     foreign file fails here with its name rather than later with a reshape error.
     """
     path = Path(path)
-    try:
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rb") as handle:
-            raw = handle.read()
-    except FileNotFoundError as err:
-        raise DataError(f"{path}: file not found") from err
-    except (OSError, EOFError) as err:
-        raise DataError(f"{path}: cannot read ({err}); the file is corrupt or truncated") from err
+    raw = read_idx_bytes(path) if raw is None else raw
     if len(raw) < 8:
         raise DataError(f"{path}: only {len(raw)} bytes, too short for an IDX header")
     magic = int.from_bytes(raw[:4], "big")
@@ -154,12 +181,17 @@ def read_idx(path):
     return np.frombuffer(raw, dtype=np.uint8, offset=header_end).reshape(shape)
 
 
-def load_idx_folder(folder):
-    """MNIST-format data from a folder of the four standard IDX files (plain or gzipped)."""
+def _read_idx_folder(folder):
+    """The four arrays of an IDX folder as float32 images and int64 labels, and whether they are the canonical MNIST."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: not a folder (expected a folder of IDX files)")
-    arrays = {name: read_idx(find_idx_file(folder, stem)) for name, stem in IDX_FILES.items()}
+    arrays, canonical = {}, True
+    for name, stem in IDX_FILES.items():
+        path = find_idx_file(folder, stem)
+        raw = read_idx_bytes(path)
+        canonical = canonical and hashlib.md5(raw).hexdigest() == CANONICAL_MNIST[stem]
+        arrays[name] = read_idx(path, raw)
     for split in ("train", "test"):
         images, labels = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if images.ndim != 3 or labels.ndim != 1:
@@ -167,8 +199,14 @@ def load_idx_folder(folder):
                             f"got {images.shape} and {labels.shape}")
         if len(images) != len(labels):
             raise DataError(f"{folder}: {len(images)} {split} images but {len(labels)} labels")
-    return ((to_images(arrays["x_train"]), arrays["y_train"].astype(np.int64)),
-            (to_images(arrays["x_test"]), arrays["y_test"].astype(np.int64)))
+    splits = ((to_images(arrays["x_train"]), arrays["y_train"].astype(np.int64)),
+              (to_images(arrays["x_test"]), arrays["y_test"].astype(np.int64)))
+    return splits, canonical
+
+
+def load_idx_folder(folder):
+    """MNIST-format data from a folder of the four standard IDX files (plain or gzipped)."""
+    return _read_idx_folder(folder)[0]
 
 
 def check_images(x, name="x", image_shape=(28, 28, 1)):

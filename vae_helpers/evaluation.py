@@ -8,6 +8,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from vae_helpers._tf import keras
+from vae_helpers.config import check_count
 from vae_helpers.data import check_images
 from vae_helpers.latent import decode, encode
 from vae_helpers.losses import kl_divergence, posterior_log_var, reconstruction_loss
@@ -28,25 +29,29 @@ def _log_likelihood(vae, x, z):
     return -keras.ops.convert_to_numpy(reconstruction_loss(x, probs)).astype(np.float64)
 
 
+def _sampled_batches(vae, x, n_samples, batch_size, seed):
+    """For each batch of ``x``: its posterior (mean, log-variance), the noise ``eps`` (n_samples, batch, d),
+    the codes ``z = mean + sigma * eps`` and log p(x|z) for every code (n_samples, batch)."""
+    x = check_images(x, "x", vae.image_shape)
+    rng = np.random.default_rng(seed)
+    for start in range(0, len(x), batch_size):
+        xb = x[start:start + batch_size]
+        mean, log_var = _posterior(vae, xb)
+        eps = rng.standard_normal((n_samples, *mean.shape))
+        z = mean + np.exp(0.5 * log_var) * eps
+        log_px = _log_likelihood(vae, np.tile(xb, (n_samples, 1, 1, 1)), z.reshape(-1, mean.shape[1]))
+        yield mean, log_var, eps, z, log_px.reshape(n_samples, -1)
+
+
 def elbo(vae, x, n_samples=8, batch_size=250, seed=0):
     """Mean evidence lower bound in nats per image (higher is better; -165 beats -170).
 
     The KL term is exact (closed form); the reconstruction term averages ``n_samples`` draws of z
     per image.
     """
-    if n_samples < 1:
-        raise ValueError(f"n_samples must be at least 1, got {n_samples}")
-    x = check_images(x, "x", vae.image_shape)
-    rng = np.random.default_rng(seed)
-    total = 0.0
-    for start in range(0, len(x), batch_size):
-        xb = np.asarray(x[start:start + batch_size], dtype=np.float32)
-        mean, log_var = _posterior(vae, xb)
-        kl = keras.ops.convert_to_numpy(kl_divergence(mean, log_var))
-        eps = rng.standard_normal((n_samples, *mean.shape))
-        z = (mean + np.exp(0.5 * log_var) * eps).reshape(-1, mean.shape[1])
-        log_px = _log_likelihood(vae, np.tile(xb, (n_samples, 1, 1, 1)), z).reshape(n_samples, -1)
-        total += float(np.sum(log_px.mean(axis=0) - kl))
+    n_samples = check_count(n_samples, "n_samples")
+    total = sum(float(np.sum(log_px.mean(axis=0) - keras.ops.convert_to_numpy(kl_divergence(mean, log_var))))
+                for mean, log_var, _, _, log_px in _sampled_batches(vae, x, n_samples, batch_size, seed))
     return total / len(x)
 
 
@@ -56,21 +61,12 @@ def importance_weighted_nll(vae, x, k=100, batch_size=50, seed=0):
     log p(x) ~= logsumexp_i[log p(x|z_i) + log p(z_i) - log q(z_i|x)] - log k. It is never
     looser than the ELBO in expectation and tightens as ``k`` grows.
     """
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
-    x = check_images(x, "x", vae.image_shape)
-    rng = np.random.default_rng(seed)
+    k = check_count(k, "k")
     total = 0.0
-    for start in range(0, len(x), batch_size):
-        xb = np.asarray(x[start:start + batch_size], dtype=np.float32)
-        mean, log_var = _posterior(vae, xb)
-        eps = rng.standard_normal((k, *mean.shape))
-        z = mean + np.exp(0.5 * log_var) * eps
+    for _, log_var, eps, z, log_px in _sampled_batches(vae, x, k, batch_size, seed):
         log_prior = -0.5 * np.sum(z ** 2 + LOG_2PI, axis=-1)
         log_q = -0.5 * np.sum(eps ** 2 + LOG_2PI + log_var, axis=-1)
-        log_px = _log_likelihood(vae, np.tile(xb, (k, 1, 1, 1)), z.reshape(-1, mean.shape[1]))
-        log_w = log_px.reshape(k, -1) + log_prior - log_q
-        total += float(np.sum(logsumexp(log_w, axis=0) - np.log(k)))
+        total += float(np.sum(logsumexp(log_px + log_prior - log_q, axis=0) - np.log(k)))
     return -total / len(x)
 
 
@@ -82,7 +78,7 @@ def knn_latent_accuracy(vae, x_train, y_train, x_test, y_test, k=5):
     """
     from scipy.spatial import cKDTree
 
-    if k < 1 or k > len(x_train):
+    if check_count(k, "k") > len(x_train):
         raise ValueError(f"k must be between 1 and the number of training images, got {k}")
     z_train, z_test = encode(vae, x_train), encode(vae, x_test)
     y_train, y_test = np.asarray(y_train), np.asarray(y_test)

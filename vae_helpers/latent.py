@@ -15,6 +15,7 @@ import weakref
 import numpy as np
 
 from vae_helpers._tf import keras, tf
+from vae_helpers.config import check_count
 from vae_helpers.data import check_images
 
 _COMPILED_DECODERS = weakref.WeakKeyDictionary()
@@ -177,8 +178,7 @@ def slerp(z0, z1, t, eps=1e-7):
 
 def interpolate(z0, z1, n_steps=10, method="lerp"):
     """``n_steps`` evenly spaced codes from ``z0`` to ``z1`` (both included), by "lerp" or "slerp"."""
-    if not isinstance(n_steps, (int, np.integer)) or n_steps < 2:
-        raise ValueError(f"n_steps must be an integer of at least 2 (the two end points), got {n_steps!r}")
+    n_steps = check_count(n_steps, "n_steps", minimum=2)  # the two end points at least
     if method not in INTERPOLATION_METHODS:
         raise ValueError(f"unknown interpolation method {method!r}; choose one of {INTERPOLATION_METHODS}")
     path = lerp if method == "lerp" else slerp

@@ -18,46 +18,14 @@ Two presets say how the model is trained:
   latent_dim = 2), and its ``log_var`` is really a log *standard deviation*.
 """
 
-from dataclasses import dataclass
+import numpy as np
 
 from vae_helpers._tf import keras
+from vae_helpers.config import PRESETS, check_convention, get_preset  # noqa: F401  (re-exported)
 
 ops = keras.ops
 EPSILON = 1e-7  # probabilities are clipped to [EPSILON, 1 - EPSILON] before taking logs
 BOOK_KL_WEIGHT = 5e-4
-
-
-@dataclass(frozen=True)
-class LossPreset:
-    """How a VAE is trained: which objective and which sampling convention."""
-
-    name: str
-    sampling: str  # "standard": sigma = exp(0.5 * log_var); "book": sigma = exp(log_var)
-    description: str
-
-
-PRESETS = {
-    "elbo": LossPreset("elbo", "standard", "negative ELBO in nats (beta = 1), standard sampling"),
-    "book": LossPreset("book", "book", "1st edition: per-pixel mean BCE + 5e-4 * KL mean, "
-                                       "sigma = exp(z_log_var)"),
-}
-SAMPLING_CONVENTIONS = ("standard", "book")
-
-
-def get_preset(name):
-    """The LossPreset called ``name`` ("elbo" or "book"); ValueError otherwise."""
-    if isinstance(name, LossPreset):
-        return name
-    if name not in PRESETS:
-        raise ValueError(f"unknown loss preset {name!r}; choose one of {sorted(PRESETS)}")
-    return PRESETS[name]
-
-
-def check_convention(convention):
-    """ValueError unless ``convention`` is a known sampling convention."""
-    if convention not in SAMPLING_CONVENTIONS:
-        raise ValueError(f"unknown sampling convention {convention!r}; "
-                         f"choose one of {SAMPLING_CONVENTIONS}")
 
 
 def posterior_std(z_log_var, convention="standard"):
@@ -90,6 +58,9 @@ def reconstruction_loss(x, x_decoded):
 
 def kl_divergence(z_mean, z_log_var):
     """KL(N(z_mean, exp(z_log_var)) || N(0, I)) in closed form, summed over latent dims, per example."""
+    mean_shape, log_var_shape = (tuple(getattr(t, "shape", None) or np.shape(t)) for t in (z_mean, z_log_var))
+    if mean_shape != log_var_shape:
+        raise ValueError(f"z_mean and z_log_var must have the same shape, got {mean_shape} and {log_var_shape}")
     return 0.5 * ops.sum(ops.exp(z_log_var) + ops.square(z_mean) - 1.0 - z_log_var, axis=-1)
 
 

@@ -11,17 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from vae_helpers._tf import keras
+from vae_helpers.config import DEFAULT_LEARNING_RATE, check_convention, check_count, get_preset
 from vae_helpers.data import check_images
-from vae_helpers.losses import VAELoss, check_convention, get_preset, posterior_std, reconstruction_loss
+from vae_helpers.losses import VAELoss, posterior_std, reconstruction_loss
 
 layers = keras.layers
 IMAGE_SHAPE = (28, 28, 1)
-DEFAULT_LEARNING_RATE = 1e-3
-
-
-def _check_latent_dim(latent_dim):
-    if not isinstance(latent_dim, (int, np.integer)) or latent_dim < 1:
-        raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}")
 
 
 # (filters, stride) of the encoder's 3x3 convolutions, as in the 1st edition.
@@ -38,7 +33,7 @@ def _relu_conv(filters, strides=1, transpose=False):
 
 def build_encoder(latent_dim=2, image_shape=IMAGE_SHAPE):
     """Image -> (z_mean, z_log_var): four 3x3 convolutions (one with stride 2), Dense 32, two heads."""
-    _check_latent_dim(latent_dim)
+    latent_dim = check_count(latent_dim, "latent_dim")
     images = keras.Input(shape=image_shape, name="image")
     features = images
     for filters, strides in ENCODER_CONVOLUTIONS:
@@ -50,7 +45,7 @@ def build_encoder(latent_dim=2, image_shape=IMAGE_SHAPE):
 
 def build_decoder(latent_dim=2, image_shape=IMAGE_SHAPE):
     """Latent code -> image: Dense to a 14x14x64 map, a stride-2 transposed conv, a sigmoid conv."""
-    _check_latent_dim(latent_dim)
+    latent_dim = check_count(latent_dim, "latent_dim")
     height, width, channels = image_shape
     feature_shape = (height // 2, width // 2, ENCODER_CONVOLUTIONS[-1][0])  # the encoder's last map
     codes = keras.Input(shape=(latent_dim,), name="z")
@@ -201,6 +196,13 @@ def build_vae(latent_dim=2, loss="elbo", seed=None, compile=True):
     if compile:
         vae.compile()
     return vae
+
+
+def save_vae_weights(vae, path):
+    """Save the network's weights without the optimizer's state (a third of the size), for use rather than for resuming."""
+    twin = build_vae(vae.latent_dim, vae.preset.name, compile=False)
+    twin.set_weights(vae.get_weights())
+    twin.save_weights(path)
 
 
 class WeightsError(ValueError):

@@ -7,6 +7,7 @@ figure, so notebooks show it and the CLI saves it.
 import numpy as np
 from scipy.stats import norm
 
+from vae_helpers.config import check_count
 from vae_helpers.latent import decode, latent_dim_of
 
 
@@ -25,8 +26,7 @@ def manifold_codes(n=15, quantiles=(0.05, 0.95), latent_dim=2, dims=(0, 1)):
     Evenly spaced probabilities mapped through the Gaussian inverse CDF (``norm.ppf``), so the grid
     is dense where the N(0, I) prior puts its mass. Other dimensions stay at 0.
     """
-    if n < 2:
-        raise ValueError(f"n must be at least 2, got {n}")
+    n = check_count(n, "n", minimum=2)
     low, high = quantiles
     if not 0.0 < low < high < 1.0:
         raise ValueError(f"quantiles must satisfy 0 < low < high < 1, got {quantiles}")
@@ -40,13 +40,15 @@ def manifold_codes(n=15, quantiles=(0.05, 0.95), latent_dim=2, dims=(0, 1)):
     return codes
 
 
-def tile_images(images, n_rows):
-    """Arrange (n_rows * n_cols, h, w[, 1]) images into one (n_rows * h, n_cols * w) array."""
+def tile_images(images, n_rows, gap=0, fill=1.0):
+    """Arrange (n_rows * n_cols, h, w[, 1]) images row by row into one 2-D array, ``gap`` pixels of ``fill`` apart."""
     images = np.asarray(images)
     images = images.reshape(images.shape[:3])
     n_cols = len(images) // n_rows
     h, w = images.shape[1:3]
-    return images.reshape(n_rows, n_cols, h, w).transpose(0, 2, 1, 3).reshape(n_rows * h, n_cols * w)
+    canvas = np.full((n_rows, h + gap, n_cols, w + gap), fill, dtype=images.dtype)
+    canvas[:, :h, :, :w] = images.reshape(n_rows, n_cols, h, w).transpose(0, 2, 1, 3)
+    return canvas.reshape(n_rows * (h + gap), n_cols * (w + gap))[:n_rows * (h + gap) - gap, :n_cols * (w + gap) - gap]
 
 
 def manifold_grid(decoder, n=15, quantiles=(0.05, 0.95), dims=(0, 1)):

@@ -1,38 +1,43 @@
-"""Training loops that can be interrupted and resumed, and that keep the best weights.
+"""Training with Keras' own loop: one ``fit`` call, Keras callbacks, and batches from a ``PyDataset``.
 
-``train_vae`` fits a compiled VAE one epoch at a time. The shuffle order and the sampling noise of
-epoch ``e`` depend only on ``(seed, e)``, so a run resumed from the checkpoint written after epoch
-``e`` continues exactly as an uninterrupted one would. After each epoch it scores the validation
-images with the ELBO (fixed noise, so scores are comparable) and keeps the best weights.
+``train_vae`` trains a VAE. The batch order and the sampling noise of epoch ``e`` depend only on
+``(seed, e)``, so a run that is interrupted and resumed from the last epoch that
+``keras.callbacks.BackupAndRestore`` saved ends with exactly the weights of an uninterrupted run.
+After each epoch the validation images are scored with the ELBO, ``ModelCheckpoint`` keeps the
+best weights and ``CSVLogger`` records the epoch.
 
-``train_run`` is what ``python -m vae_helpers train`` runs: data, folders, checkpoints,
-``run.json`` and figures.
+``train_run`` is what ``python -m vae_helpers train`` runs: data, run folder, ``run.json``, figures.
 """
 
+import csv
 import dataclasses
 import json
 import os
 import platform
-import sys
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from vae_helpers._tf import keras, tf
-from vae_helpers.config import set_seed
+from vae_helpers._tf import keras, set_seed, tf
+from vae_helpers.config import TrainSettings, check_count
 from vae_helpers.data import check_images, load_mnist
-from vae_helpers.evaluation import elbo
-from vae_helpers.models import DEFAULT_LEARNING_RATE, WeightsError, build_vae, load_vae_weights
+from vae_helpers.evaluation import elbo, knn_latent_accuracy
+from vae_helpers.models import build_vae, save_vae_weights
 
 WEIGHTS_FILE = "weights.weights.h5"
 RECORD_FILE = "run.json"
-CHECKPOINT_DIR = "checkpoint"
-CHECKPOINT_STATE = "state.json"
+CHECKPOINT_DIR = "checkpoint"  # inside it: history.csv, best.weights.h5 and backup/ (BackupAndRestore's)
+HISTORY_FILE = "history.csv"
+BEST_FILE = "best.weights.h5"
+BACKUP_DIR = "backup"
 VALIDATION_SAMPLES = 4  # z draws per image when scoring the validation ELBO each epoch
+PROGRESS = {"bar": 1, "epoch": 2, None: 0}  # train_vae's progress -> fit's verbose
 
 
-class RunFolderError(RuntimeError):
+class RunFolderError(ValueError):
     """A run folder cannot be used as asked (it exists, or there is nothing to resume)."""
 
 
@@ -41,50 +46,117 @@ def epoch_order(n, seed, epoch):
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def reseed_sampling(vae, seed, epoch):
-    """Reset the sampling layer's noise stream to a state that depends only on (seed, epoch)."""
-    vae.sampling.seed_generator.state.assign(np.array([seed * 100003 + epoch, 0], dtype=np.int64))
+class EpochBatches(keras.utils.PyDataset):
+    """Shuffled batches read straight from ``images`` (no copy of the data set), endless across epochs.
 
-
-def epoch_batches(images, order, batch_size):
-    """A tf.data pipeline of batches of ``images`` in ``order``, gathered on the fly.
-
-    No shuffled copy of the data set is made, so full MNIST trains within Binder's memory.
+    Batch ``i`` of a ``fit`` call belongs to epoch ``first_epoch + i // steps`` and follows
+    ``epoch_order``, so Keras' prefetching can never mix up the orders of two epochs.
     """
-    return (tf.data.Dataset.from_tensor_slices(order)
-            .batch(batch_size)
-            .map(lambda indices: tf.gather(images, indices))
-            .prefetch(2))
 
-
-class _BatchBar(keras.callbacks.Callback):
-    """A tqdm progress bar over the batches of one epoch."""
-
-    def __init__(self, description, steps):
+    def __init__(self, images, batch_size, seed):
         super().__init__()
-        from tqdm.auto import tqdm
+        self.images, self.batch_size, self.seed = images, batch_size, seed
+        self.steps = -(-len(images) // batch_size)
+        self.first_epoch = 0
+        self._order = (None, None)
 
-        self.bar = tqdm(total=steps, desc=description, unit="batch", leave=False, file=sys.stdout)
+    @property
+    def num_batches(self):
+        return None  # endless: fit(steps_per_epoch=...) marks the epochs
 
-    def on_train_batch_end(self, batch, logs=None):
-        self.bar.update(1)
-        if batch % 25 == 0 and logs:
-            self.bar.set_postfix(loss=f"{float(logs['loss']):.1f}")
+    def __getitem__(self, index):
+        epoch, step = divmod(index, self.steps)
+        epoch += self.first_epoch
+        if self._order[0] != epoch:
+            self._order = (epoch, epoch_order(len(self.images), self.seed, epoch))
+        return self.images[self._order[1][step * self.batch_size:(step + 1) * self.batch_size]]
 
-    def on_train_end(self, logs=None):
-        self.bar.close()
+
+class EpochSeeds(keras.callbacks.Callback):
+    """At each epoch's start, make its batches and its sampling noise depend only on (seed, epoch).
+
+    The first epoch of a ``fit`` call is known only here, after ``BackupAndRestore`` has chosen it.
+    """
+
+    def __init__(self, batches, seed):
+        super().__init__()
+        self.batches, self.seed, self._started = batches, seed, False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not self._started:
+            self.batches.first_epoch, self._started = epoch, True
+        state = np.array([self.seed * 100003 + epoch, 0], dtype=np.int64)
+        self.model.sampling.seed_generator.state.assign(state)
 
 
-def format_epoch(epoch, epochs, record):
-    """One readable line per epoch for logs and notebooks."""
-    parts = [f"epoch {epoch + 1:>{len(str(epochs))}}/{epochs}",
-             f"loss {record['loss']:.2f}",
-             f"recon {record['reconstruction_loss']:.2f}",
-             f"KL {record['kl_loss']:.2f}"]
-    if "val_elbo" in record:
-        parts.append(f"val ELBO {record['val_elbo']:.2f}")
-    parts.append(f"{record['seconds']:.1f} s")
-    return " | ".join(parts)
+class ValidationELBO(keras.callbacks.Callback):
+    """Adds ``val_elbo`` (nats per image, with fixed noise so that epochs compare) to each epoch's logs."""
+
+    def __init__(self, x_val, seed):
+        super().__init__()
+        self.x_val, self.seed = x_val, seed
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["val_elbo"] = elbo(self.model, self.x_val, n_samples=VALIDATION_SAMPLES, seed=self.seed)
+
+
+def read_history(path):
+    """The per-epoch metrics that ``CSVLogger`` wrote, as a dict of lists (the last row of a repeated epoch wins)."""
+    if not Path(path).is_file():
+        return {}
+    with open(path, newline="") as handle:
+        rows = {int(row.pop("epoch")): row for row in csv.DictReader(handle)}
+    epochs = sorted(rows)
+    number = lambda text: np.nan if text in ("", "NA") else float(text)  # CSVLogger writes NA for a missing value
+    return {key: [number(rows[e][key]) for e in epochs] for key in (rows[epochs[0]] if epochs else {})}
+
+
+def best_epoch(history):
+    """The epoch (1-based) with the highest validation ELBO, or None without validation."""
+    return int(np.argmax(history["val_elbo"])) + 1 if history.get("val_elbo") else None
+
+
+def train_vae(vae, x_train, epochs, batch_size=16, x_val=None, seed=0, progress="epoch", checkpoint_dir=None,
+              callbacks=()):
+    """Train ``vae`` until it has ``epochs`` epochs in all; return the per-epoch history (a dict of lists).
+
+    ``progress`` is "bar" (Keras' progress bar), "epoch" (one line per epoch) or None. With
+    ``x_val`` the weights of the epoch with the best validation ELBO are restored at the end. With
+    ``checkpoint_dir`` the run is backed up after every epoch, and a later call with that folder
+    continues it from the last finished epoch (or extends a finished run). ``callbacks`` are
+    passed on to ``fit``.
+    """
+    x_train = check_images(x_train, "x_train", vae.image_shape)
+    x_val = None if x_val is None else check_images(x_val, "x_val", vae.image_shape)
+    epochs, batch_size = check_count(epochs, "epochs"), check_count(batch_size, "batch_size")
+    if progress not in PROGRESS:
+        raise ValueError(f"progress must be 'bar', 'epoch' or None, got {progress!r}")
+    if getattr(vae, "optimizer", None) is None:
+        vae.compile()
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(checkpoint_dir or scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        batches = EpochBatches(x_train, batch_size, seed)
+        own = [EpochSeeds(batches, seed), keras.callbacks.TerminateOnNaN()]
+        if x_val is not None:
+            best_so_far = max(read_history(folder / HISTORY_FILE).get("val_elbo", []), default=None)
+            own += [ValidationELBO(x_val, seed),
+                    keras.callbacks.ModelCheckpoint(folder / BEST_FILE, monitor="val_elbo", mode="max",
+                                                    save_best_only=True, save_weights_only=True,
+                                                    initial_value_threshold=best_so_far)]
+        own.append(keras.callbacks.CSVLogger(folder / HISTORY_FILE, append=True))
+        if checkpoint_dir is not None:  # last, so that the backup never runs ahead of the history
+            own.append(keras.callbacks.BackupAndRestore(folder / BACKUP_DIR, double_checkpoint=True,
+                                                        delete_checkpoint=False))
+        vae.fit(batches, epochs=epochs, steps_per_epoch=batches.steps, shuffle=False, verbose=PROGRESS[progress],
+                callbacks=own + list(callbacks))
+        history = read_history(folder / HISTORY_FILE)
+        if not np.all(np.isfinite(history.get("loss", [np.nan]))):
+            raise ValueError(f"the loss became {history.get('loss', [np.nan])[-1]} in epoch {len(history.get('loss', []))}: "
+                             "training diverged; lower the learning rate")
+        if (folder / BEST_FILE).is_file():
+            vae.load_weights(folder / BEST_FILE)
+    return history
 
 
 def _atomic(path, write):
@@ -104,155 +176,6 @@ def write_json(path, data):
     _atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2) + "\n"))
 
 
-@dataclasses.dataclass
-class TrainingState:
-    """Where a training run stands: epochs done, per-epoch history, best epoch and its weights."""
-
-    epochs_done: int = 0
-    history: dict = dataclasses.field(default_factory=dict)
-    best_epoch: int = None
-    best_val_elbo: float = None
-    best_weights: list = None
-
-    def to_json(self):
-        return {"epochs_done": self.epochs_done, "history": self.history,
-                "best_epoch": self.best_epoch, "best_val_elbo": self.best_val_elbo}
-
-
-def train_vae(vae, x_train, epochs, batch_size=16, x_val=None, seed=0, progress="epoch",
-              checkpoint_dir=None, state=None):
-    """Train ``vae`` up to ``epochs`` epochs in total; return the final ``TrainingState``.
-
-    ``progress`` is "bar" (tqdm over batches), "epoch" (one line per epoch) or None. With
-    ``x_val`` the weights of the epoch with the best validation ELBO are restored at the end.
-    With ``checkpoint_dir`` the model, optimizer state and history are saved atomically after
-    every epoch; pass the state from ``load_checkpoint`` to continue an interrupted run (it holds
-    the last epoch's weights and optimizer state; ``vae`` itself ends on the best epoch's weights).
-    """
-    x_train = check_images(x_train, "x_train", vae.image_shape)
-    if x_val is not None:
-        x_val = check_images(x_val, "x_val", vae.image_shape)
-    if not isinstance(epochs, (int, np.integer)) or epochs < 1:
-        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if getattr(vae, "optimizer", None) is None:
-        vae.compile()
-    state = state or TrainingState()
-    steps = -(-len(x_train) // batch_size)
-    images = tf.constant(x_train)  # one copy for the whole run; epochs gather batches from it
-    for epoch in range(state.epochs_done, epochs):
-        started = time.perf_counter()
-        reseed_sampling(vae, seed, epoch)
-        callbacks = [_BatchBar(f"epoch {epoch + 1}/{epochs}", steps)] if progress == "bar" and sys.stdout.isatty() else []
-        batches = epoch_batches(images, epoch_order(len(x_train), seed, epoch), batch_size)
-        fit = vae.fit(batches, epochs=1, shuffle=False, verbose=0, callbacks=callbacks)
-        record = {key: float(values[-1]) for key, values in fit.history.items()}
-        if not np.isfinite(record["loss"]):
-            raise ValueError(f"the loss became {record['loss']} in epoch {epoch + 1}: training diverged; "
-                             "lower the learning rate")
-        if x_val is not None:
-            record["val_elbo"] = elbo(vae, x_val, n_samples=VALIDATION_SAMPLES, seed=seed)
-            if state.best_val_elbo is None or record["val_elbo"] > state.best_val_elbo:
-                state.best_epoch, state.best_val_elbo = epoch + 1, record["val_elbo"]
-                state.best_weights = vae.get_weights()
-        record["seconds"] = time.perf_counter() - started
-        for key, value in record.items():
-            state.history.setdefault(key, []).append(value)
-        state.epochs_done = epoch + 1
-        if progress:
-            print(format_epoch(epoch, epochs, record), flush=True)
-        if checkpoint_dir is not None:
-            save_checkpoint(vae, checkpoint_dir, state)
-    if state.best_weights is not None:
-        vae.set_weights(state.best_weights)
-    return state
-
-
-def _checkpoint_names(epochs_done, best_epoch):
-    model = f"last-e{epochs_done:04d}.keras"
-    best = f"best-e{best_epoch:04d}.weights.h5" if best_epoch is not None else None
-    return model, best
-
-
-def save_checkpoint(vae, folder, state):
-    """Save model + optimizer state and the best weights under epoch-tagged names, then ``state.json``.
-
-    ``state.json`` is written last and names the files it goes with, so it is the commit point:
-    a crash at any moment leaves either the previous complete checkpoint or the new one.
-    """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    model_name, best_name = _checkpoint_names(state.epochs_done, state.best_epoch)
-    _atomic(folder / model_name, vae.save)
-    if best_name and state.best_epoch == state.epochs_done:
-        _atomic(folder / best_name, vae.save_weights)  # the best epoch is the one just finished
-    write_json(folder / CHECKPOINT_STATE, {**state.to_json(), "model_file": model_name, "best_file": best_name})
-    keep = {model_name, best_name, CHECKPOINT_STATE}
-    for old in list(folder.glob("last-e*.keras")) + list(folder.glob("best-e*.weights.h5")):
-        if old.name not in keep:
-            old.unlink(missing_ok=True)
-
-
-def load_checkpoint(folder):
-    """The VAE (with its optimizer state) and the ``TrainingState`` saved by ``save_checkpoint``."""
-    folder = Path(folder)
-    state_path = folder / CHECKPOINT_STATE
-    if not state_path.is_file():
-        raise RunFolderError(f"{folder}: no checkpoint to resume from (no {CHECKPOINT_STATE}: "
-                             "the run stopped before its first epoch ended); start again with --force")
-    try:
-        saved = json.loads(state_path.read_text())
-        model_file, best_file = saved.pop("model_file"), saved.pop("best_file")
-        state = TrainingState(**saved)
-        vae = keras.models.load_model(folder / model_file)
-        if best_file is not None:
-            last_weights = vae.get_weights()
-            load_vae_weights(vae, folder / best_file)
-            state.best_weights = vae.get_weights()
-            vae.set_weights(last_weights)
-    except (WeightsError, ValueError, KeyError, TypeError, OSError) as err:
-        raise RunFolderError(f"{folder}: the checkpoint cannot be read ({type(err).__name__}: "
-                             f"{str(err).splitlines()[0][:200]}); start a new run with --force") from err
-    return vae, state
-
-
-@dataclasses.dataclass
-class TrainSettings:
-    """Everything that defines a training run (stored in ``run.json``)."""
-
-    data: str = "auto"
-    epochs: int = 30
-    batch_size: int = 16
-    latent_dim: int = 2
-    loss: str = "elbo"
-    seed: int = 0
-    learning_rate: float = DEFAULT_LEARNING_RATE
-    validation_fraction: float = 0.1
-
-    def validate(self):
-        """Raise ValueError naming the first bad setting (as its command-line flag), before anything is written."""
-        def positive_int(value):
-            return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
-
-        checks = [
-            (positive_int(self.epochs), f"--epochs must be a positive integer, got {self.epochs!r}"),
-            (positive_int(self.batch_size), f"--batch-size must be a positive integer, got {self.batch_size!r}"),
-            (positive_int(self.latent_dim), f"--latent-dim must be a positive integer, got {self.latent_dim!r}"),
-            (isinstance(self.seed, (int, np.integer)) and self.seed >= 0,
-             f"--seed must be a non-negative integer, got {self.seed!r}"),
-            (np.isfinite(self.learning_rate) and self.learning_rate > 0,
-             f"--learning-rate must be a positive number, got {self.learning_rate!r}"),
-            (0.0 <= self.validation_fraction < 1.0,
-             f"--validation-fraction must be in [0, 1), got {self.validation_fraction!r}"),
-            (self.loss in ("elbo", "book"), f"--loss must be 'elbo' or 'book', got {self.loss!r}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
-        return self
-
-
 def split_validation(x, fraction, seed):
     """Hold out ``fraction`` of the training images (fixed by ``seed``) for model selection."""
     if not 0.0 <= fraction < 1.0:
@@ -268,30 +191,6 @@ def versions():
             "keras": keras.__version__, "numpy": np.__version__}
 
 
-def _prepare_folder(out, force, resume):
-    """Make sure ``out`` may be written: new, or resumed, or explicitly replaced with ``force``.
-
-    ``force`` replaces only the files a run writes, and only in a folder that holds a run.
-    """
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise RunFolderError(f"{out} exists and is not a folder")
-    if resume:
-        read_record(out)
-        return
-    if out.exists() and any(out.iterdir()):
-        if not force:
-            raise RunFolderError(f"{out} already holds files; choose another --out, add --resume to "
-                                 "continue that run, or --force to replace its run files")
-        if not (out / RECORD_FILE).is_file():
-            raise RunFolderError(f"{out} holds files but no {RECORD_FILE}, so it is not a run folder; "
-                                 "--force only replaces runs: choose another --out")
-        checkpoint = out / CHECKPOINT_DIR
-        for stale in list(checkpoint.glob("*.keras")) + list(checkpoint.glob("*.weights.h5")) + [checkpoint / CHECKPOINT_STATE]:
-            stale.unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-
-
 def read_record(out):
     """The ``run.json`` of a run folder, or RunFolderError naming the file and what is wrong."""
     path = Path(out) / RECORD_FILE
@@ -303,6 +202,29 @@ def read_record(out):
     except (ValueError, KeyError, TypeError) as err:
         raise RunFolderError(f"{path}: not a readable run record ({type(err).__name__}: {err})") from err
     return record
+
+
+def _prepare_folder(out, force, resume):
+    """Make sure ``out`` may be written: new, or resumed, or explicitly replaced with ``force``.
+
+    ``force`` replaces only the files a run writes, and only in a folder that holds a run.
+    """
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"{out} exists and is not a folder")
+    if resume:
+        if not (out / CHECKPOINT_DIR / BACKUP_DIR).is_dir():
+            raise RunFolderError(f"{out}: no checkpoint to resume from (the run stopped before its first epoch "
+                                 "ended); start again with --force")
+        return
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            raise RunFolderError(f"{out} already holds files; choose another --out, add --resume to "
+                                 "continue that run, or --force to replace its run files")
+        if not (out / RECORD_FILE).is_file():
+            raise RunFolderError(f"{out} holds files but no {RECORD_FILE}, so it is not a run folder; "
+                                 "--force only replaces runs: choose another --out")
+        shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
 
 
 def save_figures(vae, out, x_test, y_test, history):
@@ -333,15 +255,14 @@ def save_figures(vae, out, x_test, y_test, history):
     return paths
 
 
-def train_run(out, settings=None, force=False, resume=False, progress="bar", log=print):
+def train_run(out, settings=None, force=False, resume=False, progress="bar", deterministic=False, log=print):
     """Train a VAE into the run folder ``out`` (weights, ``run.json``, figures); return (vae, record).
 
     A folder that already holds files is only replaced with ``force``; ``resume`` continues the
     run saved there from its last completed epoch, with the settings stored in its ``run.json``
-    (``settings.epochs`` may extend it).
+    (``settings.epochs`` may extend it). ``deterministic`` turns on TensorFlow's deterministic
+    kernels for this process (see ``set_seed``).
     """
-    from vae_helpers.evaluation import knn_latent_accuracy
-
     out = Path(out)
     if resume:
         saved = read_record(out)
@@ -349,43 +270,34 @@ def train_run(out, settings=None, force=False, resume=False, progress="bar", log
         settings = TrainSettings(**{**saved["settings"], **extra})
     settings = (settings or TrainSettings()).validate()
     _prepare_folder(out, force, resume)
-    set_seed(settings.seed)
+    set_seed(settings.seed, deterministic=deterministic)
     (x_train, y_train), (x_test, y_test) = load_mnist(settings.data)
     x_fit, x_val = split_validation(x_train, settings.validation_fraction, settings.seed)
     sizes = {"train": len(x_fit), "validation": 0 if x_val is None else len(x_val), "test": len(x_test)}
     if resume:
-        if saved.get("data") and saved["data"] != sizes:
-            raise RunFolderError(f"{out}: this run was trained on {saved['data']} images but --data "
+        if saved.get("data") != sizes:
+            raise RunFolderError(f"{out}: this run was trained on {saved.get('data')} images but --data "
                                  f"{settings.data!r} now gives {sizes}; resume with the same data")
-        vae, state = load_checkpoint(out / CHECKPOINT_DIR)
-        log(f"Resuming {out} after epoch {state.epochs_done} of {settings.epochs}.")
-    else:
-        vae = build_vae(settings.latent_dim, settings.loss, seed=settings.seed, compile=False)
-        vae.compile(keras.optimizers.Adam(settings.learning_rate))
-        state = None
+        done = len(read_history(out / CHECKPOINT_DIR / HISTORY_FILE).get("loss", []))
+        log(f"Resuming {out} after epoch {done} of {settings.epochs}.")
+    vae = build_vae(settings.latent_dim, settings.loss, seed=settings.seed, compile=False)
+    vae.compile(keras.optimizers.Adam(settings.learning_rate))
     record = {"settings": dataclasses.asdict(settings), "status": "running", "versions": versions(), "data": sizes}
     write_json(out / RECORD_FILE, record)
     started = time.perf_counter()
-    state = train_vae(vae, x_fit, settings.epochs, settings.batch_size, x_val=x_val,
-                      seed=settings.seed, progress=progress, checkpoint_dir=out / CHECKPOINT_DIR, state=state)
-    _atomic(out / WEIGHTS_FILE, vae.save_weights)
+    history = train_vae(vae, x_fit, settings.epochs, settings.batch_size, x_val=x_val, seed=settings.seed,
+                        progress=progress, checkpoint_dir=out / CHECKPOINT_DIR)
+    _atomic(out / WEIGHTS_FILE, lambda tmp: save_vae_weights(vae, tmp))
     record.update({
         "status": "finished",
-        "history": state.history,
-        "best_epoch": state.best_epoch,
-        "best_val_elbo": state.best_val_elbo,
+        "history": history,
+        "best_epoch": best_epoch(history),
+        "best_val_elbo": max(history["val_elbo"]) if history.get("val_elbo") else None,
         "test_elbo": elbo(vae, x_test, n_samples=8, seed=settings.seed),
         "knn_accuracy": knn_latent_accuracy(vae, x_train, y_train, x_test, y_test),
         "train_seconds_this_session": time.perf_counter() - started,
     })
     write_json(out / RECORD_FILE, record)  # the scores are safe before any figure is drawn
-    record["files"] = [WEIGHTS_FILE, RECORD_FILE] + [p.name for p in save_figures(vae, out, x_test, y_test, state.history)]
+    record["files"] = [WEIGHTS_FILE, RECORD_FILE] + [p.name for p in save_figures(vae, out, x_test, y_test, history)]
     write_json(out / RECORD_FILE, record)
     return vae, record
-
-
-def load_run(out):
-    """The trained VAE saved in a run folder by ``train_run`` (best weights), ready to use."""
-    settings = read_record(out)["settings"]
-    vae = build_vae(settings["latent_dim"], settings["loss"], seed=settings["seed"])
-    return load_vae_weights(vae, Path(out) / WEIGHTS_FILE)

@@ -1,18 +1,17 @@
 """Interactive latent-space widgets: an explorer, an interpolation scrubber and a concept editor.
 
-Each builder returns an ``ipywidgets`` container that works in JupyterLab, in classic Notebook and
-outside notebooks (tests set a slider's ``value`` and read the images back). Pictures are
+They work in JupyterLab, in classic Notebook and outside notebooks (tests set a slider's
+``value`` and read the images back). Pictures are
 ``ipywidgets.Image`` PNG bytes made with Pillow: one decode through the compiled
 ``latent.decode`` plus a tiny PNG is a few milliseconds, where redrawing a matplotlib figure would
 take ten times longer. The latent scatter is drawn once by matplotlib and only the marker is
 stamped onto a copy of its pixels on each move.
 
-Every container has a ``parts`` attribute (a ``SimpleNamespace``) naming its controls, pictures
-and ``update`` callback, so code and tests can drive it without walking ``children``.
+Each widget is a small class: its controls and pictures are attributes, its ``widget`` is the
+ipywidgets container, and a notebook cell that ends with the object displays it.
 """
 
 import io
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -27,6 +26,7 @@ from vae_helpers.latent import (
     latent_dim_of,
     slant,
 )
+from vae_helpers.plotting import tile_images
 
 MARKER_COLOR = (220, 20, 60)
 HIGHLIGHT_COLOR = (220, 20, 60)
@@ -78,10 +78,8 @@ def image_strip(images, gap=2):
     """Lay out rows of digits as one RGB picture with white gaps; ``images`` is (rows, cols, h, w[, 1])."""
     images = np.asarray(images)
     rows, cols, h, w = images.shape[:4]
-    canvas = np.full((rows, h + gap, cols, w + gap), 255, dtype=np.uint8)
-    canvas[:, :h, :, :w] = to_pixels(images.reshape(rows, cols, h, w).transpose(0, 2, 1, 3))
-    canvas = canvas.reshape(rows * (h + gap), cols * (w + gap))[:-gap, :-gap]
-    return np.repeat(canvas[..., np.newaxis], 3, axis=-1)
+    grey = to_pixels(tile_images(images.reshape(rows * cols, h, w), rows, gap=gap, fill=1.0))
+    return np.repeat(grey[..., np.newaxis], 3, axis=-1)
 
 
 def highlight_column(strip, column, rows, cols, gap=2, color=HIGHLIGHT_COLOR):
@@ -142,10 +140,10 @@ def _draw_scatter(codes, labels, limit, pixels, one_dim):
         ax.scatter(x, y, color="0.5", s=4, alpha=0.6, linewidths=0)
     else:
         ax.scatter(x, y, c=labels, cmap="tab10", vmin=-0.5, vmax=9.5, s=4, alpha=0.6, linewidths=0)
-        for label in np.unique(labels):
-            members = labels == label
-            ax.text(np.median(x[members]), np.median(y[members]), str(label), fontsize=12,
-                    ha="center", va="center", weight="bold",
+        classes = np.unique(labels)
+        centres = np.array([[np.median(x[labels == c]), np.median(y[labels == c])] for c in classes])
+        for label, (cx, cy) in zip(classes, spread_apart(centres, 0.14 * limit)):
+            ax.text(cx, cy, str(label), fontsize=12, ha="center", va="center", weight="bold",
                     path_effects=[effects.withStroke(linewidth=3, foreground="white")])
     ax.set_xlim(-limit, limit)
     ax.set_xlabel("$z_1$", labelpad=1)
@@ -166,6 +164,20 @@ def _draw_scatter(codes, labels, limit, pixels, one_dim):
         return column, height - up
 
     return rgb, to_pixel
+
+
+def spread_apart(points, distance, rounds=100):
+    """Nudge 2-D label positions apart until no two are closer than ``distance`` (or ``rounds`` run out)."""
+    points = np.array(points, dtype=np.float64)
+    for _ in range(rounds):
+        gaps = points[:, None] - points[None]
+        lengths = np.hypot(gaps[..., 0], gaps[..., 1]) + np.eye(len(points))
+        close = (lengths < distance) & ~np.eye(len(points), dtype=bool)
+        if not close.any():
+            break
+        push = np.where(close[..., None], gaps / lengths[..., None] * (distance - lengths[..., None]) / 2, 0.0)
+        points += push.sum(axis=1)
+    return points
 
 
 def _stamp_marker(rgb, row, column, radius=6, full_height=False):
@@ -249,102 +261,118 @@ def _labelled(ipw, widget, text):
 # --- The three widgets ---------------------------------------------------------------------------
 
 
-def latent_explorer(vae, x=None, y=None, scale=6, limit=None, step=0.05):
+class _Widget:
+    """Shows ``self.widget`` when a notebook cell ends with the object."""
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+class LatentExplorer(_Widget):
     """Sliders choose a latent code; the decoded digit updates live beside a marker on the scatter of encoded digits.
 
     ``x``/``y`` are the digits to scatter (default: the bundled test sample). One slider per latent
     dimension; the scatter shows the first two.
     """
-    ipw = _ipywidgets()
-    if x is None:
-        x, y = default_test_digits()
-    x, y = _check_data(x, y)
-    codes = encode(vae, x)
-    limit = slider_limit(codes) if limit is None else float(limit)
-    scatter = ScatterCanvas(codes, y, limit)
-    sliders = [ipw.FloatSlider(value=0.0, min=-limit, max=limit, step=step, description=f"z{i + 1}",
-                               continuous_update=True, readout_format=".2f",
-                               layout=ipw.Layout(width="420px"))
-               for i in range(latent_dim_of(vae))]
-    digit = _digit_image(ipw, "vae-explorer-digit", scale)
-    scatter_image = ipw.Image(format="png")
-    scatter_image.add_class("vae-explorer-scatter")
-    readout = ipw.HTML()
 
-    def update(change=None):
-        code = np.array([slider.value for slider in sliders], dtype=np.float32)
-        digit.value = png_bytes(decode(vae, code), scale)
-        scatter_image.value = scatter.png(code)
-        readout.value = "z = (" + ", ".join(f"{v:+.2f}" for v in code) + ")"
+    def __init__(self, vae, x=None, y=None, scale=6, limit=None, step=0.05):
+        ipw = _ipywidgets()
+        if x is None:
+            x, y = default_test_digits()
+        x, y = _check_data(x, y)
+        self.vae, self.scale = vae, scale
+        self.codes = encode(vae, x)
+        limit = slider_limit(self.codes) if limit is None else float(limit)
+        self.canvas = ScatterCanvas(self.codes, y, limit)
+        self.sliders = [ipw.FloatSlider(value=0.0, min=-limit, max=limit, step=step, description=f"z{i + 1}",
+                                        continuous_update=True, readout_format=".2f", layout=ipw.Layout(width="420px"))
+                        for i in range(latent_dim_of(vae))]
+        self.digit = _digit_image(ipw, "vae-explorer-digit", scale)
+        self.scatter = ipw.Image(format="png")
+        self.scatter.add_class("vae-explorer-scatter")
+        self.readout = ipw.HTML()
+        for slider in self.sliders:
+            slider.observe(self.update, names="value")
+        self.update()
+        self.widget = ipw.VBox([ipw.HBox([self.scatter, _labelled(ipw, ipw.VBox([self.digit, self.readout]), "decoded z")]),
+                                ipw.VBox(self.sliders)])
+        self.widget.add_class("vae-latent-explorer")
 
-    for slider in sliders:
-        slider.observe(update, names="value")
-    update()
-    box = ipw.VBox([ipw.HBox([scatter_image, _labelled(ipw, ipw.VBox([digit, readout]), "decoded z")]),
-                    ipw.VBox(sliders)])
-    box.add_class("vae-latent-explorer")
-    box.parts = SimpleNamespace(sliders=sliders, digit=digit, scatter=scatter_image, readout=readout,
-                                update=update, codes=codes, canvas=scatter)
-    return box
+    @property
+    def code(self):
+        """The code the sliders point at."""
+        return np.array([slider.value for slider in self.sliders], dtype=np.float32)
+
+    def update(self, change=None):
+        """Decode the current code and move the marker."""
+        code = self.code
+        self.digit.value = png_bytes(decode(self.vae, code), self.scale)
+        self.scatter.value = self.canvas.png(code)
+        self.readout.value = "z = (" + ", ".join(f"{v:+.2f}" for v in code) + ")"
 
 
-def interpolation_explorer(vae, x, y=None, start=0, end=1, n_steps=9, scale=5, strip_scale=2):
+class InterpolationExplorer(_Widget):
     """Walk from one digit's code to another's: lerp and slerp strips side by side, and a slider to scrub.
 
     Pick the two digits by index (or by class when labels ``y`` are given). The whole path is
     decoded in one batch whenever the end points or the number of steps change; scrubbing only
     picks from it.
     """
-    ipw = _ipywidgets()
-    x, y = _check_data(x, y)
-    start_box = _index_box(ipw, start, len(x), "from #")
-    end_box = _index_box(ipw, end, len(x), "to #")
-    steps = ipw.IntSlider(value=n_steps, min=3, max=20, description="steps", continuous_update=False)
-    position = ipw.IntSlider(value=0, min=0, max=n_steps - 1, description="position",
-                             continuous_update=True, layout=ipw.Layout(width="420px"))
-    pictures = {name: _digit_image(ipw, f"vae-interp-{name}", scale) for name in ("first", "lerp", "slerp", "last")}
-    strip = ipw.Image(format="png")
-    strip.add_class("vae-interp-strip")
-    path = {}
 
-    def recompute(change=None):
-        z0, z1 = encode(vae, x[[start_box.value, end_box.value]])
-        codes = np.concatenate([interpolate(z0, z1, steps.value, method) for method in ("lerp", "slerp")])
-        images = decode(vae, codes)
-        path["codes"] = codes.reshape(2, steps.value, -1)
-        path["images"] = images.reshape(2, steps.value, *images.shape[1:])
-        path["strip"] = image_strip(path["images"])
-        pictures["first"].value = png_bytes(x[start_box.value], scale)
-        pictures["last"].value = png_bytes(x[end_box.value], scale)
-        position.value = min(position.value, steps.value - 1)
-        position.max = steps.value - 1
-        show()
+    METHODS = ("lerp", "slerp")
 
-    def show(change=None):
-        k = position.value
-        pictures["lerp"].value = png_bytes(path["images"][0, k], scale)
-        pictures["slerp"].value = png_bytes(path["images"][1, k], scale)
-        strip.value = png_bytes(highlight_column(path["strip"], k, 2, steps.value), strip_scale)
+    def __init__(self, vae, x, y=None, start=0, end=1, n_steps=9, scale=5, strip_scale=2):
+        ipw = _ipywidgets()
+        self.vae, self.scale, self.strip_scale = vae, scale, strip_scale
+        self.x, self.y = _check_data(x, y)
+        self.start = _index_box(ipw, start, len(x), "from #")
+        self.end = _index_box(ipw, end, len(x), "to #")
+        self.steps = ipw.IntSlider(value=n_steps, min=3, max=20, description="steps", continuous_update=False)
+        self.position = ipw.IntSlider(value=0, min=0, max=n_steps - 1, description="position",
+                                      continuous_update=True, layout=ipw.Layout(width="420px"))
+        self.first, self.lerp, self.slerp, self.last = (
+            _digit_image(ipw, f"vae-interp-{name}", scale) for name in ("first", "lerp", "slerp", "last"))
+        self.strip = ipw.Image(format="png")
+        self.strip.add_class("vae-interp-strip")
+        for control in (self.start, self.end, self.steps):
+            control.observe(self.recompute, names="value")
+        self.position.observe(self.update, names="value")
+        pickers, self.start_class, self.end_class = [self.start, self.end], None, None
+        if self.y is not None:
+            self.start_class = _class_menu(ipw, self.y, self.y[start], "from class")
+            self.end_class = _class_menu(ipw, self.y, self.y[end], "to class")
+            _link_class_and_index(self.start_class, self.start, self.y)
+            _link_class_and_index(self.end_class, self.end, self.y, other_box=self.start)
+            pickers = [ipw.VBox([self.start_class, self.start]), ipw.VBox([self.end_class, self.end])]
+        self.recompute()
+        row = ipw.HBox([_labelled(ipw, self.first, "from"), _labelled(ipw, self.lerp, "lerp"),
+                        _labelled(ipw, self.slerp, "slerp"), _labelled(ipw, self.last, "to")])
+        self.widget = ipw.VBox([ipw.HBox([*pickers, self.steps]), row,
+                                _labelled(ipw, self.strip, "top: lerp, bottom: slerp"), self.position])
+        self.widget.add_class("vae-interpolation-explorer")
 
-    for control in (start_box, end_box, steps):
-        control.observe(recompute, names="value")
-    position.observe(show, names="value")
-    pickers, start_menu, end_menu = [start_box, end_box], None, None
-    if y is not None:
-        start_menu = _class_menu(ipw, y, y[start], "from class")
-        end_menu = _class_menu(ipw, y, y[end], "to class")
-        _link_class_and_index(start_menu, start_box, y)
-        _link_class_and_index(end_menu, end_box, y, other_box=start_box)
-        pickers = [ipw.VBox([start_menu, start_box]), ipw.VBox([end_menu, end_box])]
-    recompute()
-    row = ipw.HBox([_labelled(ipw, pictures["first"], "from"), _labelled(ipw, pictures["lerp"], "lerp"),
-                    _labelled(ipw, pictures["slerp"], "slerp"), _labelled(ipw, pictures["last"], "to")])
-    box = ipw.VBox([ipw.HBox([*pickers, steps]), row, _labelled(ipw, strip, "top: lerp, bottom: slerp"), position])
-    box.add_class("vae-interpolation-explorer")
-    box.parts = SimpleNamespace(start=start_box, end=end_box, start_class=start_menu, end_class=end_menu,
-                                steps=steps, position=position, strip=strip, path=path, update=show,
-                                recompute=recompute, **pictures)
-    return box
+    def recompute(self, change=None):
+        """Encode the two digits and decode both paths between them."""
+        z0, z1 = encode(self.vae, self.x[[self.start.value, self.end.value]])
+        n = self.steps.value
+        codes = np.concatenate([interpolate(z0, z1, n, method) for method in self.METHODS])
+        images = decode(self.vae, codes)
+        self.codes = codes.reshape(len(self.METHODS), n, -1)
+        self.images = images.reshape(len(self.METHODS), n, *images.shape[1:])
+        self._strip = image_strip(self.images)
+        self.first.value = png_bytes(self.x[self.start.value], self.scale)
+        self.last.value = png_bytes(self.x[self.end.value], self.scale)
+        self.position.value = min(self.position.value, n - 1)
+        self.position.max = n - 1
+        self.update()
+
+    def update(self, change=None):
+        """Show the step under the position slider."""
+        k = self.position.value
+        self.lerp.value = png_bytes(self.images[0, k], self.scale)
+        self.slerp.value = png_bytes(self.images[1, k], self.scale)
+        self.strip.value = png_bytes(highlight_column(self._strip, k, len(self.METHODS), self.steps.value),
+                                     self.strip_scale)
 
 
 #: Concepts measured on the images rather than given by the labels: name -> scoring function.
@@ -358,68 +386,58 @@ def attribute_vectors(codes, x, y=None, fraction=0.25):
             for name, score in ATTRIBUTES.items()}
 
 
-def concept_editor(vae, x, y, index=None, source=1, target=7, strength=1.0, scale=6, strengths=(-2.0, 2.0)):
+class ConceptEditor(_Widget):
     """Add a concept vector to a digit's code with a strength slider and watch the edit.
 
     Concepts: the class change "from ``source`` to ``target``" (the difference of class means)
     and the attributes in ``ATTRIBUTES`` (stroke thickness, slant), each found from the data.
     ``index`` picks the digit to edit (default: the first digit of class ``source``).
     """
-    ipw = _ipywidgets()
-    x, y = _check_data(x, y)
-    if y is None:
-        raise ValueError("concept_editor needs labels y: class concepts are differences of class means")
-    codes = encode(vae, x)
-    class_concept(codes, y, source, target)  # fails early, naming the problem, for absent classes
-    attributes = attribute_vectors(codes, x, y)
-    index = _first_of(y, source) if index is None else index
-    index_box = _index_box(ipw, index, len(x), "digit #")
-    concept = ipw.Dropdown(options=[CLASS_CONCEPT, *ATTRIBUTES], value=CLASS_CONCEPT, description="concept",
-                           layout=ipw.Layout(width="300px"))
-    source_menu = _class_menu(ipw, y, source, "from class")
-    target_menu = _class_menu(ipw, y, target, "to class")
-    low, high = strengths
-    strength_slider = ipw.FloatSlider(value=strength, min=low, max=high, step=0.05, description="strength",
-                                      continuous_update=True, readout_format=".2f",
-                                      layout=ipw.Layout(width="420px"))
-    original = _digit_image(ipw, "vae-concept-original", scale)
-    edited = _digit_image(ipw, "vae-concept-edited", scale)
-    strip = ipw.Image(format="png")
-    readout = ipw.HTML()
-    state = {}
 
-    def current_vector():
-        if concept.value == CLASS_CONCEPT:
-            return class_concept(codes, y, source_menu.value, target_menu.value)
-        return attributes[concept.value]
+    def __init__(self, vae, x, y, index=None, source=1, target=7, strength=1.0, scale=6, strengths=(-2.0, 2.0)):
+        ipw = _ipywidgets()
+        x, y = _check_data(x, y)
+        if y is None:
+            raise ValueError("ConceptEditor needs labels y: class concepts are differences of class means")
+        self.vae, self.x, self.y, self.scale, self.strengths = vae, x, y, scale, strengths
+        self.codes = encode(vae, x)
+        class_concept(self.codes, y, source, target)  # fails early, naming the problem, for absent classes
+        self.attributes = attribute_vectors(self.codes, x, y)
+        self.index = _index_box(ipw, _first_of(y, source) if index is None else index, len(x), "digit #")
+        self.concept = ipw.Dropdown(options=[CLASS_CONCEPT, *ATTRIBUTES], value=CLASS_CONCEPT,
+                                    description="concept", layout=ipw.Layout(width="300px"))
+        self.source = _class_menu(ipw, y, source, "from class")
+        self.target = _class_menu(ipw, y, target, "to class")
+        self.strength = ipw.FloatSlider(value=strength, min=strengths[0], max=strengths[1], step=0.05,
+                                        description="strength", continuous_update=True, readout_format=".2f",
+                                        layout=ipw.Layout(width="420px"))
+        self.original = _digit_image(ipw, "vae-concept-original", scale)
+        self.edited = _digit_image(ipw, "vae-concept-edited", scale)
+        self.strip = ipw.Image(format="png")
+        self.readout = ipw.HTML()
+        for control in (self.index, self.concept, self.source, self.target):
+            control.observe(self.recompute, names="value")
+        self.strength.observe(self.update, names="value")
+        self.recompute()
+        pictures = ipw.HBox([_labelled(ipw, self.original, "original"), _labelled(ipw, self.edited, "edited")])
+        self.widget = ipw.VBox([ipw.HBox([self.index, self.concept]), ipw.HBox([self.source, self.target]), pictures,
+                                self.strength, self.readout,
+                                _labelled(ipw, self.strip, f"strength from {strengths[0]:+g} to {strengths[1]:+g}")])
+        self.widget.add_class("vae-concept-editor")
 
-    def recompute(change=None):
-        state["vector"] = current_vector()
-        state["code"] = codes[index_box.value]
-        ladder = apply_concept(state["code"], state["vector"], np.linspace(low, high, 9))
-        strip.value = png_bytes(image_strip(decode(vae, ladder)[np.newaxis]), 2)
-        original.value = png_bytes(x[index_box.value], scale)
-        same_class = concept.value == CLASS_CONCEPT
-        source_menu.layout.display = target_menu.layout.display = None if same_class else "none"
-        update()
+    def recompute(self, change=None):
+        """Find the chosen concept's vector and redraw the ladder of strengths for the chosen digit."""
+        is_class = self.concept.value == CLASS_CONCEPT
+        self.vector = (class_concept(self.codes, self.y, self.source.value, self.target.value) if is_class
+                       else self.attributes[self.concept.value])
+        ladder = apply_concept(self.codes[self.index.value], self.vector, np.linspace(*self.strengths, 9))
+        self.strip.value = png_bytes(image_strip(decode(self.vae, ladder)[np.newaxis]), 2)
+        self.original.value = png_bytes(self.x[self.index.value], self.scale)
+        self.source.layout.display = self.target.layout.display = None if is_class else "none"
+        self.update()
 
-    def update(change=None):
-        edited_code = apply_concept(state["code"], state["vector"], strength_slider.value)
-        edited.value = png_bytes(decode(vae, edited_code), scale)
-        readout.value = (f"|vector| = {np.linalg.norm(state['vector']):.2f}, "
-                         f"strength {strength_slider.value:+.2f}")
-
-    for control in (index_box, concept, source_menu, target_menu):
-        control.observe(recompute, names="value")
-    strength_slider.observe(update, names="value")
-    recompute()
-    pictures = ipw.HBox([_labelled(ipw, original, "original"), _labelled(ipw, edited, "edited")])
-    box = ipw.VBox([ipw.HBox([index_box, concept]), ipw.HBox([source_menu, target_menu]), pictures,
-                    strength_slider, readout,
-                    _labelled(ipw, strip, f"strength from {low:+g} to {high:+g}")])
-    box.add_class("vae-concept-editor")
-    box.parts = SimpleNamespace(index=index_box, concept=concept, source=source_menu, target=target_menu,
-                                strength=strength_slider, original=original, edited=edited, strip=strip,
-                                readout=readout, attributes=attributes, codes=codes, state=state,
-                                update=update, recompute=recompute)
-    return box
+    def update(self, change=None):
+        """Decode the digit's code moved by ``strength`` along the vector."""
+        edited = apply_concept(self.codes[self.index.value], self.vector, self.strength.value)
+        self.edited.value = png_bytes(decode(self.vae, edited), self.scale)
+        self.readout.value = f"|vector| = {np.linalg.norm(self.vector):.2f}, strength {self.strength.value:+.2f}"

@@ -3,15 +3,14 @@
 ``LabServer`` copies the notebooks it is given into a temporary root, points every Jupyter and
 IPython folder (config, data, runtime, settings, workspaces) into the same temporary tree, serves
 on a free localhost port with a random token, and on exit shuts the server and its kernels down,
-even when the test failed. Kernels run in their own process session, so each process started for
-the test carries a unique marker in its environment and any left over is ended by its id.
+even when the test failed (kernels run in their own process session, so psutil ends any that
+outlive the server).
 """
 
 import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +18,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+import psutil
 
 #: Chromium flags for a quiet, offline, sandbox-free headless run in CI containers.
 CHROMIUM_ARGS = [
@@ -31,7 +32,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--disable-dev-shm-usage",
 ]
-MARKER_ENV = "VAE_HELPERS_BROWSER_TEST_ID"
 
 #: JupyterLab settings: render every cell (no virtual scrolling) and never ask about news.
 LAB_SETTINGS = {
@@ -46,9 +46,9 @@ SERVER_CONFIG = {
 }
 
 
-def find_chromium():
-    """Path of a Chromium to drive: ``$VAE_HELPERS_CHROMIUM``, Debian's /usr/bin/chromium, or one on PATH."""
-    for candidate in (os.environ.get("VAE_HELPERS_CHROMIUM"), "/usr/bin/chromium",
+def find_chromium(given=None):
+    """Path of a Chromium to drive: ``given``, Debian's /usr/bin/chromium, or one on PATH."""
+    for candidate in (given, "/usr/bin/chromium",
                       shutil.which("chromium"), shutil.which("chromium-browser")):
         if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
@@ -71,7 +71,6 @@ class LabServer:
         self.extra_env = dict(env or {})
         self.start_timeout = start_timeout
         self.token = secrets.token_hex(16)
-        self.marker = secrets.token_hex(8)
         self.port = None
         self.process = None
         self.log_path = self.workdir / "jupyterlab.log"
@@ -102,7 +101,6 @@ class LabServer:
             "IPYTHONDIR": str(folders["ipython"]),
             "VAE_HELPERS_RUNS": str(folders["runs"]),
             "PYTHONUNBUFFERED": "1",
-            MARKER_ENV: self.marker,
         })
         env.update(self.extra_env)
         return env
@@ -165,67 +163,23 @@ class LabServer:
     # -- tear-down --
 
     def stop(self):
-        """Ask the server to shut down (it stops its kernels), then end whatever is still running."""
+        """Ask the server to shut down (it stops its kernels), then end whatever of it is still running."""
         if self.process is None:
             return
+        try:
+            processes = [psutil.Process(self.process.pid), *psutil.Process(self.process.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            processes = []
         if self.process.poll() is None:
             try:
                 request = urllib.request.Request(self.api_url("api/shutdown"), method="POST", data=b"")
                 urllib.request.urlopen(request, timeout=5).close()
             except (urllib.error.URLError, OSError):
                 pass
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                _signal_group(self.process.pid, signal.SIGTERM)
-                try:
-                    self.process.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    _signal_group(self.process.pid, signal.SIGKILL)
-                    self.process.wait(timeout=5)
-        end_marked_processes(self.marker)
-
-
-def _signal_group(pid, sig):
-    _kill(pid, sig, group=True)
-
-
-def marked_processes(marker):
-    """Ids of live processes whose environment carries this test's marker (Linux /proc; else none)."""
-    needle = f"{MARKER_ENV}={marker}".encode()
-    found = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            if needle in (entry / "environ").read_bytes().split(b"\0"):
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
-def end_marked_processes(marker, grace=5.0):
-    """SIGTERM, then SIGKILL, the processes started for this test that outlived the server (kernels)."""
-    pids = [pid for pid in marked_processes(marker) if pid != os.getpid()]
-    for pid in pids:
-        _kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while pids and time.monotonic() < deadline:
-        pids = [pid for pid in pids if Path(f"/proc/{pid}").exists() and not _is_zombie(pid)]
-        time.sleep(0.1)
-    for pid in pids:
-        _kill(pid, signal.SIGKILL)
-
-
-def _kill(pid, sig, group=False):
-    """Send ``sig`` to a process (or its whole group); gone or foreign processes are ignored."""
-    try:
-        (os.killpg if group else os.kill)(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _is_zombie(pid):
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
-    except OSError:
-        return True
+        _, alive = psutil.wait_procs(processes, timeout=15)
+        for process in alive:
+            process.terminate()
+        _, alive = psutil.wait_procs(alive, timeout=5)
+        for process in alive:
+            process.kill()
+        self.process.wait(timeout=5)

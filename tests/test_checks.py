@@ -1,0 +1,463 @@
+"""The notebook check cells: right code passes with one line, each known mistake is named."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from vae_helpers import checks, losses, models
+from vae_helpers._tf import keras, tf
+
+ops = keras.ops
+
+
+def check_line(capsys):
+    """The single line a passing check printed."""
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("✓ "), lines
+    return lines[0]
+
+
+def fails(check, code, *phrases):
+    """Run ``check(code)``; assert CheckFailed naming every phrase; return the message."""
+    with pytest.raises(checks.CheckFailed) as caught:
+        check(code)
+    message = str(caught.value)
+    for phrase in phrases:
+        assert phrase.lower() in message.lower(), message
+    assert "Traceback" not in message and len(message) < 700, message
+    return message
+
+
+def stub(*args):
+    ...
+
+
+def raises(*args):
+    raise ValueError("boom")
+
+
+# Reference implementations, as a learner would write them ----------------------------------
+
+def sampling(z_mean, z_log_var):
+    eps = keras.random.normal(ops.shape(z_mean))
+    return z_mean + ops.exp(0.5 * z_log_var) * eps
+
+
+def kl_divergence(z_mean, z_log_var):
+    return 0.5 * ops.sum(ops.exp(z_log_var) + ops.square(z_mean) - 1 - z_log_var, axis=-1)
+
+
+def reconstruction_loss(x, x_decoded):
+    return ops.sum(keras.losses.binary_crossentropy(x, x_decoded), axis=(1, 2))
+
+
+def pixel_bce(x, p, log=ops.log):
+    p = ops.clip(p, 1e-7, 1 - 1e-7)
+    return -(x * log(p) + (1 - x) * log(1 - p))
+
+
+# 1. Sampling ------------------------------------------------------------------------------
+
+def noise(shape):
+    return lambda m, lv: m + ops.exp(0.5 * lv) * keras.random.normal(shape(m))
+
+
+def numpy_sampling(m, lv):
+    return m.numpy() + np.exp(0.5 * lv.numpy()) * np.random.normal(size=m.shape)
+
+
+WRONG_SAMPLING = {
+    "book": (lambda m, lv: m + ops.exp(lv) * keras.random.normal(ops.shape(m)), "log-sigma", "1/2"),
+    "no noise": (lambda m, lv: m + 0 * lv, "no noise"),
+    "noise (latent_dim,)": (noise(lambda m: (m.shape[1],)), "same noise", "whole batch"),
+    "noise (1, latent_dim)": (noise(lambda m: (1, m.shape[1])), "same noise", "whole batch"),
+    "noise (batch, 1)": (noise(lambda m: (m.shape[0], 1)), "same noise in every latent dimension"),
+    "variance squared": (lambda m, lv: m + ops.exp(2 * lv) * keras.random.normal(ops.shape(m)), "square of the variance"),
+    "no exp": (lambda m, lv: m + lv * keras.random.normal(ops.shape(m)), "exp is missing"),
+    "uniform noise": (lambda m, lv: m + ops.exp(0.5 * lv) * keras.random.uniform(ops.shape(m)), "spread"),
+    "wrong shape": (lambda m, lv: sampling(m, lv)[:, :2], "shape", "(4096, 3)"),
+    "a tuple": (lambda m, lv: (sampling(m, lv), m), "shape"),
+    "numpy": (numpy_sampling, "gradient", "outside TensorFlow"),
+    "stop_gradient": (lambda m, lv: tf.stop_gradient(sampling(m, lv)), "gradient", "stop_gradient"),
+    "sigma outside tf": (lambda m, lv: m + tf.constant(np.exp(0.5 * lv.numpy())) * keras.random.normal(ops.shape(m)),
+                         "no gradient reaches z_log_var"),
+    "stub": (stub, "returned None: write the body (replace the `...`)"),
+    "raises": (raises, "raised ValueError", "boom"),
+}
+
+
+def test_sampling_passes_and_prints_one_line(capsys):
+    checks.check_sampling(sampling)
+    assert "gradients reach z_mean and z_log_var" in check_line(capsys)
+
+
+def test_sampling_with_tf_random_normal_passes(capsys):
+    checks.check_sampling(lambda m, lv: m + tf.exp(0.5 * lv) * tf.random.normal(tf.shape(m)))
+    check_line(capsys)
+
+
+@pytest.mark.parametrize("mistake", WRONG_SAMPLING)
+def test_sampling_names_the_mistake(mistake):
+    fn, *phrases = WRONG_SAMPLING[mistake]
+    fails(checks.check_sampling, fn, *phrases)
+
+
+def test_an_exception_is_chained_not_shown():
+    with pytest.raises(checks.CheckFailed) as caught:
+        checks.check_sampling(lambda m, lv: tf.matmul(m, lv))  # incompatible shapes: a deep TF error
+    assert "raised InvalidArgumentError" in str(caught.value)
+    assert isinstance(caught.value.__cause__, tf.errors.InvalidArgumentError)
+
+
+# 2. KL divergence ---------------------------------------------------------------------------
+
+def kl_terms(m, lv):
+    return ops.exp(lv) + ops.square(m) - 1 - lv
+
+
+WRONG_KL = {
+    "sign": (lambda m, lv: -kl_divergence(m, lv), "wrong sign"),
+    "no half": (lambda m, lv: 2 * kl_divergence(m, lv), "1/2"),
+    "sign and no half": (lambda m, lv: ops.sum(1 + lv - m**2 - ops.exp(lv), axis=-1), "wrong sign", "1/2"),
+    "mean over dims": (lambda m, lv: 0.5 * ops.mean(kl_terms(m, lv), axis=-1), "sum over the latent"),
+    "book's mean with 1/2 missing": (lambda m, lv: ops.mean(kl_terms(m, lv), axis=-1), "sum over the latent", "1/2"),
+    "log-sigma": (lambda m, lv: kl_divergence(m, 2 * lv), "log-sigma", "book"),
+    "no minus one": (lambda m, lv: 0.5 * ops.sum(ops.exp(lv) + m**2 - lv, axis=-1), "-1"),
+    "batch mean": (lambda m, lv: ops.mean(kl_divergence(m, lv)), "mean over the batch", "shape (6,)"),
+    "batch mean, shape (1,)": (lambda m, lv: ops.reshape(ops.mean(kl_divergence(m, lv)), (1,)), "mean over the batch"),
+    "batch sum": (lambda m, lv: ops.sum(kl_divergence(m, lv)), "summed over the batch"),
+    "batch mean and sign": (lambda m, lv: -ops.mean(kl_divergence(m, lv)), "mean over the batch", "wrong sign"),
+    "not summed": (lambda m, lv: 0.5 * kl_terms(m, lv), "shape (6, 3)", "one value per example"),
+    "keepdims": (lambda m, lv: 0.5 * ops.sum(kl_terms(m, lv), axis=-1, keepdims=True), "shape (6, 1)"),
+    "something else": (lambda m, lv: ops.sum(m**2, axis=-1), "0.5 is expected", "for example 1"),
+    "stub": (stub, "returned None: write the body (replace the `...`)"),
+    "raises": (raises, "raised ValueError"),
+}
+
+
+def test_kl_passes_and_says_what_was_verified(capsys):
+    checks.check_kl_divergence(kl_divergence)
+    assert check_line(capsys) == ("✓ kl_divergence: matches the closed form on 6 test cases, per example, "
+                                  "shape (6,)")
+
+
+@pytest.mark.parametrize("convert", [lambda t: t.numpy(), lambda t: t.numpy().tolist()], ids=["numpy", "list"])
+def test_kl_accepts_numpy_arrays_and_lists(convert, capsys):
+    checks.check_kl_divergence(lambda m, lv: convert(kl_divergence(m, lv)))
+    check_line(capsys)
+
+
+@pytest.mark.parametrize("mistake", WRONG_KL)
+def test_kl_names_the_mistake(mistake):
+    fn, *phrases = WRONG_KL[mistake]
+    fails(checks.check_kl_divergence, fn, *phrases)
+
+
+def test_kl_mistakes_do_not_mention_the_ones_not_made():
+    message = fails(checks.check_kl_divergence, WRONG_KL["sign"][0], "wrong sign")
+    assert "1/2" not in message.split(".")[0] and "batch" not in message
+
+
+@pytest.mark.parametrize("variants", [
+    checks._kl_variants(checks.KL_MEAN, checks.KL_LOG_VAR),
+    checks._bce_variants(*checks._recon_inputs()),
+    checks._loss_layer_batch(11)[1],
+], ids=["kl", "bce", "elbo"])
+def test_every_recognised_mistake_gives_different_numbers(variants):
+    """Otherwise a message could name the wrong mistake."""
+    assert variants[0][0] == ()
+    for (a, va), (b, vb) in itertools.combinations(variants, 2):
+        assert not np.allclose(va, vb, rtol=1e-3), (a, b)
+
+
+# 3. Reconstruction loss ---------------------------------------------------------------------
+
+def summed(per_pixel):
+    return lambda x, p: ops.sum(per_pixel(x, p), axis=(1, 2, 3))
+
+
+WRONG_RECONSTRUCTION = {
+    "keras mean over pixels": (lambda x, p: keras.losses.binary_crossentropy(ops.reshape(x, (4, -1)), ops.reshape(p, (4, -1))),
+                               "mean over the 784 pixels", "keras.losses.binary_crossentropy"),
+    "mean over pixels": (lambda x, p: ops.mean(pixel_bce(x, p), axis=(1, 2, 3)), "mean over the 784 pixels"),
+    "sign": (lambda x, p: -reconstruction_loss(x, p), "wrong sign"),
+    "batch sum": (lambda x, p: ops.sum(reconstruction_loss(x, p)), "summed over the batch"),
+    "batch mean": (lambda x, p: ops.mean(reconstruction_loss(x, p)), "mean over the batch"),
+    "swapped": (lambda x, p: reconstruction_loss(p, x), "swapped", "target x comes first"),
+    "log base 2": (summed(lambda x, p: pixel_bce(x, p, ops.log2)), "log base 2"),
+    "missing (1 - x) term": (summed(lambda x, p: -x * ops.log(p)), "(1 - x) * log(1 - x_decoded)"),
+    "per pixel": (lambda x, p: keras.losses.binary_crossentropy(x, p), "one value per pixel"),
+    "no clipping": (summed(lambda x, p: -(x * ops.log(p) + (1 - x) * ops.log(1 - p))), "inf or nan", "clip"),
+    "clipping too wide": (summed(lambda x, p: -(x * ops.log(ops.clip(p, 0.01, 0.99))
+                                                + (1 - x) * ops.log(ops.clip(1 - p, 0.01, 0.99)))), "perfect reconstruction"),
+    "stub": (stub, "returned None: write the body (replace the `...`)"),
+    "raises": (raises, "raised ValueError"),
+}
+
+
+@pytest.mark.parametrize("fn", [reconstruction_loss, summed(pixel_bce)], ids=["keras", "by hand"])
+def test_reconstruction_passes(fn, capsys):
+    checks.check_reconstruction_loss(fn)
+    assert "summed over the 784 pixels" in check_line(capsys)
+
+
+@pytest.mark.parametrize("mistake", WRONG_RECONSTRUCTION)
+def test_reconstruction_names_the_mistake(mistake):
+    fn, *phrases = WRONG_RECONSTRUCTION[mistake]
+    fails(checks.check_reconstruction_loss, fn, *phrases)
+
+
+# 4. The custom loss layer -------------------------------------------------------------------
+
+def loss_layer(per_example=None, reduce=ops.mean, returns=lambda x, p, m, lv, loss: p, adds=None):
+    """A VAE loss layer class built from parts, each of which a test can get wrong."""
+    per_example = per_example or (lambda x, p, m, lv: reconstruction_loss(x, p) + kl_divergence(m, lv))
+    adds = adds or (lambda loss, x, p, m, lv: [loss])
+
+    class VAELossLayer(keras.layers.Layer):
+        def call(self, x, x_decoded, z_mean, z_log_var):
+            loss = reduce(per_example(x, x_decoded, z_mean, z_log_var))
+            for term in adds(loss, x, x_decoded, z_mean, z_log_var):
+                self.add_loss(term)
+            return returns(x, x_decoded, z_mean, z_log_var, loss)
+    return VAELossLayer
+
+
+class CachingLossLayer(keras.layers.Layer):
+    """Keeps the first call's loss: right once, wrong on the next batch."""
+
+    def call(self, x, x_decoded, z_mean, z_log_var):
+        if not hasattr(self, "cached"):
+            self.cached = ops.mean(reconstruction_loss(x, x_decoded) + kl_divergence(z_mean, z_log_var))
+        self.add_loss(self.cached)
+        return x_decoded
+
+
+class StubLossLayer(keras.layers.Layer):
+    def call(self, x, x_decoded, z_mean, z_log_var):
+        ...
+
+
+class RaisingLossLayer(keras.layers.Layer):
+    def call(self, x, x_decoded, z_mean, z_log_var):
+        return ops.matmul(x, z_mean)
+
+
+class NeedsArgumentLayer(keras.layers.Layer):
+    def __init__(self, beta, **kwargs):
+        super().__init__(**kwargs)
+
+
+def recon_and_kl(loss, x, p, m, lv):
+    return [ops.mean(reconstruction_loss(x, p)), ops.mean(kl_divergence(m, lv))]
+
+
+def elbo_with(recon=reconstruction_loss, kl=kl_divergence):
+    return lambda x, p, m, lv: recon(x, p) + kl(m, lv)
+
+
+WRONG_LAYER = {
+    "forgot add_loss": (loss_layer(adds=lambda *a: []), "added no loss", "self.add_loss"),
+    "returned the loss": (loss_layer(adds=lambda *a: [], returns=lambda *a: a[-1]), "returned the loss instead"),
+    "adds and returns the loss": (loss_layer(returns=lambda *a: a[-1]), "return x_decoded"),
+    "returns z_mean": (loss_layer(returns=lambda x, p, m, lv, loss: m), "return x_decoded"),
+    "forgot return": (loss_layer(returns=lambda *a: None), "returned None", "return x_decoded"),
+    "summed over the batch": (loss_layer(reduce=ops.sum), "summed over the batch"),
+    "per-pixel mean": (loss_layer(elbo_with(recon=lambda x, p: ops.mean(pixel_bce(x, p), axis=(1, 2, 3)))),
+                       "mean over the 784 pixels"),
+    "KL missing": (loss_layer(lambda x, p, m, lv: reconstruction_loss(x, p)), "leaves out the KL"),
+    "KL sign": (loss_layer(elbo_with(kl=lambda m, lv: -kl_divergence(m, lv))), "wrong sign"),
+    "KL without 1/2": (loss_layer(elbo_with(kl=lambda m, lv: 2 * kl_divergence(m, lv))), "1/2"),
+    "KL log-sigma": (loss_layer(elbo_with(kl=lambda m, lv: kl_divergence(m, 2 * lv))), "log-sigma"),
+    "per-example loss": (loss_layer(reduce=lambda v: v), "not one number", "keras.ops.mean"),
+    "two terms, one wrong": (loss_layer(adds=lambda *a: [recon_and_kl(*a)[0], -recon_and_kl(*a)[1]]),
+                             "sum of the two losses you added", "wrong sign"),
+    "three terms": (loss_layer(adds=lambda *a: recon_and_kl(*a) + [ops.zeros(())]), "added 3 losses"),
+    "cached loss": (CachingLossLayer, "the loss is", "expected"),
+    "stub": (StubLossLayer, "returned None: write the body (replace the `...`)"),
+    "raises": (RaisingLossLayer, "raised", "layer(x, x_decoded, z_mean, z_log_var)"),
+    "needs an argument": (NeedsArgumentLayer, "raised TypeError", "no arguments"),
+    "an instance": (loss_layer()(), "pass the layer class itself"),
+}
+
+
+@pytest.mark.parametrize("layer_class, count", [(loss_layer(), "one loss"),
+                                                (loss_layer(adds=recon_and_kl), "two losses")], ids=["one", "two"])
+def test_loss_layer_passes(layer_class, count, capsys):
+    checks.check_vae_loss_layer(layer_class)
+    assert count in check_line(capsys)
+
+
+@pytest.mark.parametrize("mistake", WRONG_LAYER)
+def test_loss_layer_names_the_mistake(mistake):
+    layer_class, *phrases = WRONG_LAYER[mistake]
+    fails(checks.check_vae_loss_layer, layer_class, *phrases)
+
+
+def test_keras_replaces_a_layers_losses_on_each_call():
+    """What the check relies on: in Keras 3 a layer's losses are cleared when it is called again."""
+    layer = loss_layer()()
+    for _ in range(2):
+        layer(*(tf.constant(v) for v in checks._loss_layer_batch(11)[0]))
+        assert len(layer.losses) == 1
+
+
+# 5. train_step ------------------------------------------------------------------------------
+
+class VAE(keras.Model):
+    """The keras.io pattern; the class attributes are the parts a test can get wrong."""
+
+    per_example = staticmethod(elbo_with())
+    reduce = staticmethod(ops.mean)
+    sample = staticmethod(sampling)
+    sign = 1.0
+
+    def __init__(self, encoder, decoder, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder = encoder
+        self.decoder = decoder
+
+    def weights_to_train(self):
+        return self.trainable_weights
+
+    def train_step(self, data):  # with fit(x), Keras 3 passes x itself
+        with tf.GradientTape() as tape:
+            z_mean, z_log_var = self.encoder(data)
+            x_decoded = self.decoder(self.sample(z_mean, z_log_var))
+            loss = self.reduce(self.per_example(data, x_decoded, z_mean, z_log_var))
+            objective = self.sign * self.objective(loss, data, x_decoded, z_mean, z_log_var)
+        weights = self.weights_to_train()
+        self.apply(tape.gradient(objective, weights), weights)
+        return self.report(loss)
+
+    def apply(self, grads, weights):
+        self.optimizer.apply_gradients(zip(grads, weights))
+
+    def objective(self, loss, *args):
+        return loss
+
+    def report(self, loss):
+        return {"loss": loss}
+
+
+class ComputeLossVAE(keras.Model):
+    """The other route: call() plus compute_loss(), Keras' own train_step."""
+
+    def __init__(self, encoder, decoder, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder = encoder
+        self.decoder = decoder
+
+    def call(self, x):
+        z_mean, z_log_var = self.encoder(x)
+        return self.decoder(sampling(z_mean, z_log_var)), z_mean, z_log_var
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        x_decoded, z_mean, z_log_var = y_pred
+        return ops.mean(reconstruction_loss(x, x_decoded) + kl_divergence(z_mean, z_log_var))
+
+
+def vae(**parts):
+    return type("VAE", (VAE,), {k: staticmethod(v) if callable(v) else v for k, v in parts.items()})
+
+
+class StubVAE(keras.Model):
+    def __init__(self, encoder, decoder, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder = encoder
+        self.decoder = decoder
+
+    def train_step(self, data):
+        ...
+
+
+class StubInitVAE(VAE):
+    def __init__(self, encoder, decoder, **kwargs):
+        ...
+
+
+class NoOverrideVAE(keras.Model):
+    def __init__(self, encoder, decoder, **kwargs):
+        super().__init__(**kwargs)
+
+
+def numpy_noise(m, lv):
+    return m.numpy() + np.exp(0.5 * lv.numpy()) * np.random.normal(size=m.shape)
+
+
+WRONG_TRAIN_STEP = {
+    "summed over the batch": (vae(reduce=ops.sum), "summed over the batch"),
+    "per-pixel mean": (vae(per_example=elbo_with(recon=lambda x, p: ops.mean(pixel_bce(x, p), axis=(1, 2, 3)))),
+                       "mean over the 784 pixels"),
+    "KL missing": (vae(per_example=lambda x, p, m, lv: reconstruction_loss(x, p)), "leaves out the KL"),
+    "KL sign": (vae(per_example=elbo_with(kl=lambda m, lv: -kl_divergence(m, lv))), "wrong sign"),
+    "no 'loss' key": (vae(report=lambda loss: {"total_loss": loss}), "'loss' entry", "total_loss"),
+    "returns the loss tensor": (vae(report=lambda loss: loss), "returned a tensor, not a dict", "{'loss': loss}"),
+    "per-example loss reported": (vae(report=lambda loss: {"loss": loss * ops.ones((8,))}), "not one number"),
+    "no apply_gradients": (type("VAE", (VAE,), {"apply": lambda self, grads, weights: None}), "no weight changed", "apply_gradients"),
+    "gradient ascent": (vae(sign=-1.0), "gradient ascent"),
+    "gradient of the batch sum": (vae(objective=lambda loss, x, p, m, lv: ops.sum(elbo_with()(x, p, m, lv))),
+                                  "batch size", "summed over the batch"),
+    "stop_gradient on z": (vae(sample=lambda m, lv: tf.stop_gradient(sampling(m, lv))), "flow back through z"),
+    "encoder frozen": (type("VAE", (VAE,), {"weights_to_train": lambda self: self.decoder.trainable_weights}),
+                       "encoder's weights did not move", "gradients do not reach"),
+    "decoder frozen": (type("VAE", (VAE,), {"weights_to_train": lambda self: self.encoder.trainable_weights}),
+                       "decoder's weights did not move"),
+    ".numpy() in the graph": (vae(sample=numpy_noise), "fit raised", "NumPy"),
+    "stub": (StubVAE, "train_step returned None: write the body (replace the `...`)"),
+    "stub __init__": (StubInitVAE, "__init__", "replace the `...`"),
+    "nothing overridden": (NoOverrideVAE, "overrides neither"),
+}
+
+
+@pytest.mark.parametrize("model_class", [VAE, ComputeLossVAE], ids=["train_step", "compute_loss"])
+def test_train_step_passes(model_class, capsys):
+    checks.check_train_step(model_class)
+    assert "mean negative ELBO" in check_line(capsys)
+
+
+@pytest.mark.parametrize("mistake", WRONG_TRAIN_STEP)
+def test_train_step_names_the_mistake(mistake):
+    model_class, *phrases = WRONG_TRAIN_STEP[mistake]
+    fails(checks.check_train_step, model_class, *phrases)
+
+
+def test_fit_passes_x_itself_to_train_step():
+    """What the test models rely on: Keras 3's fit(x) hands train_step the batch of x, not a tuple."""
+    seen = []
+
+    class Probe(keras.Model):
+        def train_step(self, data):
+            seen.append(data)
+            return {"loss": 0.0}
+
+    model = Probe()
+    model.compile(optimizer="sgd")
+    model.fit(np.zeros((4, 3), np.float32), batch_size=4, verbose=0)
+    assert tf.is_tensor(seen[0]) and tuple(seen[0].shape) == (4, 3)
+
+
+def test_fit_history_ignores_a_lone_loss_returned_by_train_step():
+    """Why check_train_step reads the step's own logs: when train_step returns only {"loss": ...}, Keras 3
+    reports its untouched built-in loss tracker (0.0) at the end of the epoch instead."""
+    class LoneLoss(keras.Model):
+        def train_step(self, data):
+            return {"loss": ops.sum(data) + 5.0}
+
+    model = LoneLoss()
+    model.compile(optimizer="sgd")
+    assert model.fit(np.zeros((4, 3), np.float32), batch_size=4, verbose=0).history["loss"] == [0.0]
+
+
+@pytest.mark.parametrize("check, code", [
+    (checks.check_sampling, lambda m, lv: models.Sampling(seed=0)([m, lv])),
+    (checks.check_kl_divergence, losses.kl_divergence),
+    (checks.check_reconstruction_loss, losses.reconstruction_loss),
+    (checks.check_vae_loss_layer, losses.VAELoss),
+    (checks.check_train_step, models.VAE),  # the add_loss route: a loss layer inside call()
+], ids=["sampling", "kl", "reconstruction", "loss layer", "VAE"])
+def test_the_packages_own_implementations_pass(check, code, capsys):
+    """The checks' independent references agree with vae_helpers.losses and models."""
+    check(code)
+    check_line(capsys)
