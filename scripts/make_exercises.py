@@ -42,9 +42,9 @@ PROSE_BLANK = "*Write your answer here.*"
 CODE_MARKERS = ("# BEGIN SOLUTION", "# END SOLUTION")
 PROSE_MARKERS = ("<!-- BEGIN SOLUTION -->", "<!-- END SOLUTION -->")
 SOLUTION_LINE = re.compile(r"^(?P<code>.*?)\s*# SOLUTION\s*$")
-NOTE = ("**Learner version.** Cells marked `# YOUR CODE HERE` and `*Write your answer here.*` are yours "
-        "to fill in; each is followed by a check that tells you whether it is right. "
-        "The complete version is [../{name}](../{name}).")
+NOTE = ("**Learner version.** The cells marked `# YOUR CODE HERE` are yours to fill in; the check cell after "
+        "each tells you whether your code is right, and names the mistake if it is not. `*Write your answer here.*` "
+        "marks a question to answer in words. The complete version is [../{name}](../{name}).")
 
 
 class MarkerError(ValueError):

@@ -66,3 +66,13 @@ def full_mnist_dir(request):
 def full_mnist(full_mnist_dir):
     """Full MNIST as (x_train, y_train), (x_test, y_test), read from ``--mnist-dir``."""
     return data.load_idx_folder(full_mnist_dir)
+
+
+def load_script(name):
+    """Import scripts/<name>.py as a module (scripts/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -461,3 +461,14 @@ def test_the_packages_own_implementations_pass(check, code, capsys):
     """The checks' independent references agree with vae_helpers.losses and models."""
     check(code)
     check_line(capsys)
+
+
+def test_check_number_passes_within_tolerance_and_says_how_far_off(capsys):
+    checks.check_number("the answer", np.float32(2.3), expected=2.30259, tolerance=0.01)
+    assert capsys.readouterr().out.startswith("✓ the answer: 2.3")
+    with pytest.raises(checks.CheckFailed, match="2.4 is not within 0.01 of the expected value. Use ln"):
+        checks.check_number("the answer", 2.4, expected=2.30259, tolerance=0.01, hint="Use ln, not log10.")
+    with pytest.raises(checks.CheckFailed, match="replace the `...`"):
+        checks.check_number("the answer", ..., expected=1.0, tolerance=0.1)
+    with pytest.raises(checks.CheckFailed, match="expected one number"):
+        checks.check_number("the answer", [1.0, 2.0], expected=1.0, tolerance=0.1)

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import write_idx
+from tests.conftest import load_script, write_idx
 from vae_helpers import data
 from vae_helpers.data import DataError
 
@@ -32,15 +32,6 @@ def test_sample_provenance_names_source_and_licence():
     info = data.sample_provenance()
     assert "LeCun" in info["origin"] and "t10k" in info["origin"] and "CC BY-SA" in info["licence"]
     assert info["source_md5"] == data.CANONICAL_MNIST
-
-
-def load_script(name):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "scripts" / f"{name}.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
 
 
 def test_bundled_sample_rebuilds_exactly_from_the_canonical_files(full_mnist_dir):
@@ -184,3 +175,9 @@ def test_subset_is_balanced_and_drawn_from_the_input(sample):
     assert np.array_equal(np.bincount(y), [7] * 10)
     keys = {image.tobytes() for image in x_train}
     assert all(image.tobytes() in keys for image in x)
+
+
+def test_is_canonical_mnist_checks_every_file(full_mnist_dir, idx_folder, tmp_path):
+    assert data.is_canonical_mnist(full_mnist_dir)
+    assert not data.is_canonical_mnist(idx_folder[0])
+    assert not data.is_canonical_mnist(tmp_path / "missing")

@@ -119,3 +119,16 @@ def test_knn_accuracy_separates_and_does_not_invent_structure():
     assert evaluation.knn_latent_accuracy(vae, x[:80], shuffled[:80], x[80:], shuffled[80:], k=5) < 0.85
     with pytest.raises(ValueError, match="k must be between 1"):
         evaluation.knn_latent_accuracy(vae, x[:5], y[:5], x[5:], y[5:], k=6)
+
+
+def test_classify_digits_votes_among_the_nearest_pixels():
+    x_train = np.zeros((6, 28, 28, 1), np.float32)
+    x_train[:3, :14] = 1.0                      # three "top half" images of class 4
+    x_train[3:, 14:] = 1.0                      # three "bottom half" images of class 7
+    y_train = np.array([4, 4, 4, 7, 7, 7])
+    queries = np.zeros((2, 28, 28, 1), np.float32)
+    queries[0, :12] = 0.9
+    queries[1, 16:] = 0.8
+    np.testing.assert_array_equal(evaluation.classify_digits(queries, x_train, y_train, k=3), [4, 7])
+    with pytest.raises(ValueError, match="images have 196 pixels but the training digits 784"):
+        evaluation.classify_digits(np.zeros((1, 14, 14, 1)), x_train, y_train)  # 196 pixels

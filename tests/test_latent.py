@@ -105,27 +105,38 @@ def test_slerp_keeps_the_length_of_equal_length_codes_where_lerp_shrinks_it():
     slerp_norms = np.linalg.norm(latent.slerp(z0, z1, t), axis=1)
     lerp_norms = np.linalg.norm(latent.lerp(z0, z1, t), axis=1)
     np.testing.assert_allclose(slerp_norms, np.linalg.norm(z0), rtol=1e-5)
+    np.testing.assert_allclose(latent.slerp_linear_norm(z0, z1, t), latent.slerp(z0, z1, t), atol=1e-5)
     assert lerp_norms[5] < 0.9 * slerp_norms[5]
     np.testing.assert_allclose(latent.slerp(z0, z1, [0.0, 1.0]), np.stack([z0, z1]), atol=1e-5)
 
 
-def test_slerp_length_changes_linearly_and_stays_bounded_for_nearly_opposite_codes():
+def test_slerp_matches_the_textbook_formula():
+    z0, z1 = np.array([2.0, 0.5, -1.0]), np.array([-0.5, 1.5, 0.3])
+    omega = np.arccos(z0 @ z1 / np.linalg.norm(z0) / np.linalg.norm(z1))
+    for t in (0.0, 0.3, 0.8, 1.0):
+        expected = (np.sin((1 - t) * omega) * z0 + np.sin(t * omega) * z1) / np.sin(omega)
+        np.testing.assert_allclose(latent.slerp(z0, z1, t), expected, atol=1e-6)
+
+
+def test_slerp_bulges_for_nearly_opposite_codes_where_the_variant_stays_bounded():
     z0 = np.array([3.0, 0.0])
     z1 = 1.0 * np.array([np.cos(np.pi - 1e-3), np.sin(np.pi - 1e-3)])  # almost opposite, shorter
     t = np.linspace(0, 1, 9)
-    path = latent.slerp(z0, z1, t)
+    assert np.linalg.norm(latent.slerp(z0, z1, 0.5)) > 100  # (3 + 1) sin(w/2) / sin(w): huge as w -> pi
+    path = latent.slerp_linear_norm(z0, z1, t)
     np.testing.assert_allclose(np.linalg.norm(path, axis=1), 3.0 - 2.0 * t, rtol=1e-5)
     angles = np.unwrap(np.arctan2(path[:, 1], path[:, 0]))
     np.testing.assert_allclose(np.diff(angles), (np.pi - 1e-3) / 8, rtol=1e-4)
 
 
-def test_slerp_on_batches_equals_slerp_of_each_pair():
+@pytest.mark.parametrize("path", [latent.slerp, latent.slerp_linear_norm])
+def test_slerp_on_batches_equals_slerp_of_each_pair(path):
     z0, z1 = RNG.normal(size=(3, 4)), RNG.normal(size=(3, 4))
     t = np.array([0.1, 0.6])
-    batch = latent.slerp(z0, z1, t)
+    batch = path(z0, z1, t)
     assert batch.shape == (2, 3, 4)
     for i in range(3):
-        np.testing.assert_allclose(batch[:, i], latent.slerp(z0[i], z1[i], t), atol=1e-6)
+        np.testing.assert_allclose(batch[:, i], path(z0[i], z1[i], t), atol=1e-6)
 
 
 @pytest.mark.parametrize("z0, z1", [
@@ -133,14 +144,15 @@ def test_slerp_on_batches_equals_slerp_of_each_pair():
     ([1.0, 2.0], [2.0, 4.0]),      # parallel: the arc is the chord
     ([1.0, 2.0], [-1.0, -2.0]),    # opposite: no unique arc
 ])
-def test_slerp_falls_back_to_lerp_where_the_angle_is_degenerate(z0, z1):
+@pytest.mark.parametrize("method", [latent.slerp, latent.slerp_linear_norm])
+def test_slerp_falls_back_to_lerp_where_the_angle_is_degenerate(z0, z1, method):
     t = np.linspace(0, 1, 5)
-    path = latent.slerp(z0, z1, t)
+    path = method(z0, z1, t)
     assert np.all(np.isfinite(path))
     np.testing.assert_allclose(path, latent.lerp(z0, z1, t), atol=1e-6)
 
 
-@pytest.mark.parametrize("path", [latent.lerp, latent.slerp])
+@pytest.mark.parametrize("path", [latent.lerp, latent.slerp, latent.slerp_linear_norm])
 def test_paths_reject_bad_input(path):
     with pytest.raises(ValueError, match="different latent spaces|latent dimension 3 but 2"):
         path([0.0, 1.0], [0.0, 1.0, 2.0], 0.5)
@@ -320,3 +332,21 @@ def test_encode_accepts_a_plain_autoencoders_encoder(small_images):
     np.testing.assert_allclose(codes, encoder.predict(x[:7], verbose=0), atol=1e-5)
     with pytest.raises(ValueError, match="no z_log_var output"):
         latent.encode(encoder, x[:7], return_log_var=True)
+
+
+# --- holes --------------------------------------------------------------------------------------------
+
+
+def test_nearest_distance_matches_brute_force():
+    points, codes = RNG.normal(size=(50, 3)), RNG.normal(size=(200, 3))
+    brute = np.sqrt(((points[:, None] - codes[None]) ** 2).sum(-1)).min(axis=1)
+    np.testing.assert_allclose(latent.nearest_distance(points, codes), brute, rtol=1e-12)
+    with pytest.raises(ValueError, match="same d"):
+        latent.nearest_distance(points, codes[:, :2])
+
+
+def test_hole_ratio_is_about_1_when_random_codes_follow_the_data_and_large_when_they_do_not():
+    train, test = RNG.normal(size=(5000, 2)), RNG.normal(size=(1000, 2))
+    assert 0.8 < latent.hole_ratio(train, test, RNG.normal(size=(1000, 2))) < 1.25
+    box = RNG.uniform(-20, 20, size=(1000, 2))  # mostly far from a unit Gaussian cloud
+    assert latent.hole_ratio(train, test, box) > 10

@@ -3,17 +3,13 @@
 Everything runs on small synthetic notebooks in tmp_path; the real notebooks are never touched.
 """
 
-import importlib.util
-from pathlib import Path
-
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-ROOT = Path(__file__).resolve().parents[1]
-SPEC = importlib.util.spec_from_file_location("make_exercises", ROOT / "scripts" / "make_exercises.py")
-mx = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(mx)
+from tests.conftest import load_script
+
+mx = load_script("make_exercises")
 
 NAME = "03_demo.ipynb"
 
@@ -122,7 +118,7 @@ def test_unmarked_cells_copied_verbatim_and_outputs_cleared():
 def test_note_on_top_links_to_complete_version():
     note = mx.learner_version(new_notebook(cells=[new_markdown_cell("x")]), NAME).cells[0]
     assert note.cell_type == "markdown" and note.id == "learner-version"
-    assert note.source.startswith("**Learner version.** Cells marked `# YOUR CODE HERE` and `*Write your answer here.*`")
+    assert note.source.startswith("**Learner version.** The cells marked `# YOUR CODE HERE` are yours to fill in")
     assert note.source.endswith(f"The complete version is [../{NAME}](../{NAME}).")
 
 

@@ -68,10 +68,18 @@ def test_plot_helpers_return_figures(small_images):
     z = latent.encode(vae, x)
     figures = [plotting.plot_manifold(vae, n=5), plotting.plot_latent_scatter(z, y),
                plotting.plot_reconstructions(x[:4], latent.decode(vae, z[:4])),
-               plotting.plot_history({"loss": [3, 2, 1], "val_loss": [3.5, 2.5, 2], "kl_loss": [1, 1, 1]})]
+               plotting.plot_history({"loss": [3, 2, 1], "val_elbo": [-3.5, -2.5, -2], "kl_loss": [1, 1, 1]})]
     for figure in figures:
         assert isinstance(figure, matplotlib.figure.Figure) and figure.axes
-    history_axes = figures[3].axes[0]
-    assert [line.get_label() for line in history_axes.lines] == ["loss", "val_loss", "kl_loss"]
     with pytest.raises(ValueError, match=r"z must have shape \(n, >=2\)"):
         plotting.plot_latent_scatter(np.zeros(5), np.zeros(5))
+
+
+def test_history_curves_have_readable_labels_and_can_start_at_zero():
+    history = {"loss": [170.0, 160.0], "kl_loss": [3.2, 3.0], "val_elbo": [-165.0, -158.0]}
+    ax = plotting.plot_history(history).axes[0]
+    assert [line.get_label() for line in ax.get_lines()] == ["training loss", "KL", "validation -ELBO"]
+    np.testing.assert_allclose(ax.get_lines()[-1].get_ydata(), [165.0, 158.0])  # drawn as -ELBO
+    kl_only = plotting.plot_history(history, keys=["kl_loss"], from_zero=True).axes[0]
+    assert kl_only.get_ylim()[0] == 0.0
+    assert plotting.plot_history(history, keys=["kl_loss"]).axes[0].get_ylim()[0] > 2.0

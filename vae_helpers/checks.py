@@ -518,3 +518,22 @@ def _check_update(name, before, after, grads, n_encoder):
     raise CheckFailed(f"{name}: the decoder learns correctly but the encoder's update is wrong: the "
                       "reconstruction's gradient does not flow back through z to z_mean (sample z with "
                       "TensorFlow ops inside the tape, no NumPy, no stop_gradient).")
+
+
+# Exercise answers --------------------------------------------------------------------------------
+
+def check_number(name, got, expected, tolerance, hint="", reduce=None):
+    """For an exercise whose answer is a number: one "✓" line when ``got`` is within ``tolerance`` of ``expected``.
+
+    Otherwise CheckFailed saying how far off it is, with ``hint`` (what to reconsider). ``reduce``
+    (e.g. ``np.mean``) first turns an array of results into the number to check.
+    """
+    if got is None or got is Ellipsis:
+        raise CheckFailed(f"{name}: no answer yet: replace the `...` with your answer")
+    try:
+        value = float(np.asarray(got if reduce is None else reduce(np.asarray(got, np.float64)), dtype=np.float64).squeeze())
+    except (TypeError, ValueError) as err:
+        raise CheckFailed(f"{name}: expected one number, got {type(got).__name__} {np.shape(got)}") from err
+    if not abs(value - expected) <= tolerance:
+        raise CheckFailed(f"{name}: {value:.4g} is not within {tolerance:g} of the expected value. {hint}".strip())
+    print(f"✓ {name}: {value:.4g} (expected {expected:.4g} ± {tolerance:g})")

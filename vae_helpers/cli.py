@@ -8,11 +8,12 @@ interruption.
 
 import argparse
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
 
-from vae_helpers.config import PRESETS, TrainSettings, runs_dir
+from vae_helpers.config import LR_SCHEDULES, PRESETS, TrainSettings, runs_dir
 
 DEMO_MARKER = "demo.json"
 _STARTED = time.perf_counter()
@@ -49,6 +50,8 @@ def parser():
                        help="elbo: beta = 1 (default); book: the 1st edition's objective and sampling")
     train.add_argument("--seed", type=int, default=defaults.seed)
     train.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    train.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=defaults.lr_schedule,
+                       help="constant (default) or cosine: decay to 5%% of the learning rate over the run")
     train.add_argument("--validation-fraction", type=float, default=defaults.validation_fraction,
                        help="share of the training images held out to pick the best epoch")
     train.add_argument("--out", default=None, help="run folder (default: vae-runs/<loss>-z<dim>-seed<seed>)")
@@ -66,12 +69,13 @@ def run_train(args):
     out = Path(args.out or Path(runs_dir()) / f"{args.loss}-z{args.latent_dim}-seed{args.seed}")
     settings = TrainSettings(data=args.data, epochs=args.epochs or TrainSettings.epochs, batch_size=args.batch_size,
                              latent_dim=args.latent_dim, loss=args.loss, seed=args.seed,
-                             learning_rate=args.learning_rate, validation_fraction=args.validation_fraction)
+                             learning_rate=args.learning_rate, lr_schedule=args.lr_schedule,
+                             validation_fraction=args.validation_fraction)
     if args.resume:  # the settings come from the run's record; only --epochs may change
         settings = None if args.epochs is None else TrainSettings(epochs=args.epochs)
     try:
         _, record = train_run(out, settings, force=args.force, resume=args.resume, deterministic=args.deterministic,
-                              progress="epoch" if args.quiet else "bar")
+                              progress="epoch" if args.quiet else "bar", command=args.command_line)
     except KeyboardInterrupt:
         if (out / CHECKPOINT_DIR / "backup").is_dir():
             print(f"\nInterrupted. The last finished epoch is saved; continue with:\n"
@@ -112,7 +116,9 @@ def run_demo(args):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else [str(arg) for arg in argv]
     args = parser().parse_args(argv)
+    args.command_line = shlex.join(["python", "-m", "vae_helpers", *argv])  # recorded in run.json
     try:
         return run_demo(args) if args.command == "demo" else run_train(args)
     except KeyboardInterrupt:  # before training started (e.g. while TensorFlow loads): nothing to say

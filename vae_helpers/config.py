@@ -17,6 +17,8 @@ QUICK_ENV = "VAE_HELPERS_QUICK"
 RUNS_ENV = "VAE_HELPERS_RUNS"
 
 DEFAULT_LEARNING_RATE = 1e-3
+#: Learning-rate schedules of a training run: constant, or cosine decay to 5% over all its steps.
+LR_SCHEDULES = ("constant", "cosine")
 
 
 def quick_mode():
@@ -79,6 +81,7 @@ class TrainSettings:
     loss: str = "elbo"
     seed: int = 0
     learning_rate: float = DEFAULT_LEARNING_RATE
+    lr_schedule: str = "constant"
     validation_fraction: float = 0.1
 
     def validate(self):
@@ -90,6 +93,8 @@ class TrainSettings:
         if not (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate)
                 and self.learning_rate > 0):
             raise ValueError(f"--learning-rate must be a positive number, got {self.learning_rate!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"--lr-schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if not 0.0 <= self.validation_fraction < 1.0:
             raise ValueError(f"--validation-fraction must be in [0, 1), got {self.validation_fraction!r}")
         if self.loss not in PRESETS:

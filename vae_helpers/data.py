@@ -209,6 +209,15 @@ def load_idx_folder(folder):
     return _read_idx_folder(folder)[0]
 
 
+def is_canonical_mnist(folder):
+    """True when ``folder`` holds the four canonical MNIST files (their MD5 sums match the published ones)."""
+    try:
+        return all(hashlib.md5(read_idx_bytes(find_idx_file(folder, stem))).hexdigest() == digest
+                   for stem, digest in CANONICAL_MNIST.items())
+    except DataError:
+        return False
+
+
 def check_images(x, name="x", image_shape=(28, 28, 1)):
     """Validate a batch of images before it reaches TensorFlow; return it as float32.
 

@@ -92,3 +92,24 @@ def knn_latent_accuracy(vae, x_train, y_train, x_test, y_test, k=5):
     votes = np.zeros((len(z_test), n_classes), dtype=np.int64)
     np.add.at(votes, (np.arange(len(z_test))[:, None], y_train[nearest]), 1)
     return float(np.mean(votes.argmax(axis=1) == y_test))
+
+
+def classify_digits(images, x_train, y_train, k=3, batch_size=500):
+    """Labels for ``images`` by a k-nearest-neighbour vote on raw pixels among ``x_train`` (a judge of generated digits).
+
+    On MNIST a 3-NN on pixels is right for about 96% of the real test digits; here it says which
+    digit a decoded image looks most like.
+    """
+    k = check_count(k, "k")
+    train = np.asarray(x_train, np.float32).reshape(len(x_train), -1)
+    images = np.asarray(images, np.float32).reshape(len(images), -1)
+    if images.shape[1] != train.shape[1]:
+        raise ValueError(f"images have {images.shape[1]} pixels but the training digits {train.shape[1]}")
+    squared = np.sum(train ** 2, axis=1)
+    labels = np.asarray(y_train)
+    votes = []
+    for start in range(0, len(images), batch_size):
+        distances = squared - 2.0 * images[start:start + batch_size] @ train.T  # + |image|^2, the same for every row
+        nearest = np.argpartition(distances, k - 1, axis=1)[:, :k]
+        votes.append([np.bincount(labels[row], minlength=10).argmax() for row in nearest])
+    return np.concatenate(votes).astype(np.int64)

@@ -4,7 +4,7 @@ These functions take numpy arrays and return numpy arrays, so notebooks, widgets
 them without thinking about tensors. ``decode`` skips ``Model.predict`` (which sets up a data
 pipeline on every call) and calls a compiled function directly, so a widget update stays fast.
 
-The code arithmetic (``lerp``, ``slerp``, ``concept_vector``, ``apply_concept`` and friends) is
+The code arithmetic (``lerp``, ``slerp`` and its variant ``slerp_linear_norm``, ``concept_vector``, ``apply_concept`` and friends) is
 pure numpy and vectorized: pass one code ``(latent_dim,)`` or a batch ``(n, latent_dim)``, and a
 scalar or a 1-D array of fractions or strengths; a 1-D array adds a leading axis to the result.
 ``ink_amount`` and ``slant`` measure images, so attribute vectors can be found from the data.
@@ -97,7 +97,7 @@ def encode(model, x, batch_size=500, return_log_var=False):
 
 # --- Code arithmetic: paths and concept vectors -------------------------------------------------
 
-INTERPOLATION_METHODS = ("lerp", "slerp")
+INTERPOLATION_METHODS = ("lerp", "slerp", "slerp_linear_norm")
 
 
 def _codes_like(z, name, latent_dim=None):
@@ -149,39 +149,56 @@ def lerp(z0, z1, t):
     return ((1.0 - t) * z0 + t * z1).astype(np.float32)
 
 
-def slerp(z0, z1, t, eps=1e-7):
-    """Spherical interpolation: turn the direction along the arc between ``z0`` and ``z1`` at a
-    constant rate while the length changes linearly from one code's length to the other's.
-
-    Two codes of equal length therefore keep that length all along the path, where lerp cuts
-    towards the origin (and a Gaussian prior in many dimensions has almost no codes near the
-    origin). Splitting direction and length keeps the path well behaved even for nearly opposite
-    codes of different lengths, where the textbook formula on raw vectors overshoots wildly. Shapes
-    as in ``lerp``. Where the direction is undefined (a zero code, or exactly opposite codes) it
-    falls back to ``lerp``; for parallel codes the two agree anyway.
-    """
-    z0, z1 = _endpoints(z0, z1)
-    t = _along(_scalars(t, "t", 0.0, 1.0), z0)
+def _angles(z0, z1):
+    """Lengths of the codes, their unit directions, and the angle between them (keepdims shapes)."""
     r0 = np.linalg.norm(z0, axis=-1, keepdims=True)
     r1 = np.linalg.norm(z1, axis=-1, keepdims=True)
     u0 = z0 / np.where(r0 > 0, r0, 1.0)
     u1 = z1 / np.where(r1 > 0, r1, 1.0)
-    angle = np.arccos(np.clip(np.sum(u0 * u1, axis=-1, keepdims=True), -1.0, 1.0))
+    return r0, r1, u0, u1, np.arccos(np.clip(np.sum(u0 * u1, axis=-1, keepdims=True), -1.0, 1.0))
+
+
+def _along_arc(z0, z1, t, eps, keep_length):
+    """The arc between the codes at fractions ``t``; ``keep_length`` picks the variant (see ``slerp_linear_norm``)."""
+    z0, z1 = _endpoints(z0, z1)
+    t = _along(_scalars(t, "t", 0.0, 1.0), z0)
+    r0, r1, u0, u1, angle = _angles(z0, z1)
     sin = np.sin(angle)
     degenerate = (r0 <= eps) | (r1 <= eps) | (sin <= eps)
     safe_sin = np.where(degenerate, 1.0, sin)
-    direction = (np.sin((1.0 - t) * angle) * u0 + np.sin(t * angle) * u1) / safe_sin
-    arc = ((1.0 - t) * r0 + t * r1) * direction
-    chord = (1.0 - t) * z0 + t * z1
-    return np.where(degenerate, chord, arc).astype(np.float32)
+    a, b = np.sin((1.0 - t) * angle) / safe_sin, np.sin(t * angle) / safe_sin
+    arc = ((1.0 - t) * r0 + t * r1) * (a * u0 + b * u1) if keep_length else a * z0 + b * z1
+    return np.where(degenerate, (1.0 - t) * z0 + t * z1, arc).astype(np.float32)
+
+
+def slerp(z0, z1, t, eps=1e-7):
+    """Spherical linear interpolation (Shoemake, 1985), as White (2016) proposed it for generative models.
+
+    ``sin((1 - t) w) / sin(w) * z0 + sin(t w) / sin(w) * z1`` with ``w`` the angle between the codes:
+    it turns from one code to the other at a constant rate. Two codes of equal length keep that
+    length all along the path, where lerp cuts towards the origin (and a Gaussian prior in many
+    dimensions has almost no codes near the origin). Shapes as in ``lerp``. Where the angle is
+    undefined (a zero code, or parallel or exactly opposite codes) it falls back to ``lerp``.
+    """
+    return _along_arc(z0, z1, t, eps, keep_length=False)
+
+
+def slerp_linear_norm(z0, z1, t, eps=1e-7):
+    """A variant of ``slerp``: the direction turns along the arc, while the length changes linearly.
+
+    For codes of different lengths the textbook slerp bulges (for nearly opposite codes, far out);
+    this variant moves the length steadily from one code's to the other's. For codes of equal
+    length the two agree. Shapes and fallbacks as in ``slerp``.
+    """
+    return _along_arc(z0, z1, t, eps, keep_length=True)
 
 
 def interpolate(z0, z1, n_steps=10, method="lerp"):
-    """``n_steps`` evenly spaced codes from ``z0`` to ``z1`` (both included), by "lerp" or "slerp"."""
+    """``n_steps`` evenly spaced codes from ``z0`` to ``z1`` (both included), by a method of INTERPOLATION_METHODS."""
     n_steps = check_count(n_steps, "n_steps", minimum=2)  # the two end points at least
     if method not in INTERPOLATION_METHODS:
         raise ValueError(f"unknown interpolation method {method!r}; choose one of {INTERPOLATION_METHODS}")
-    path = lerp if method == "lerp" else slerp
+    path = {"lerp": lerp, "slerp": slerp, "slerp_linear_norm": slerp_linear_norm}[method]
     return path(z0, z1, np.linspace(0.0, 1.0, n_steps))
 
 
@@ -268,6 +285,28 @@ def apply_concept(z, vector, strength=1.0):
         raise ValueError(f"vector must be one direction of shape ({z.shape[-1]},), got {vector.shape}")
     strength = _along(_scalars(strength, "strength"), z)
     return (z + strength * vector).astype(np.float32)
+
+
+# --- Holes: how far codes are from the data -----------------------------------------------------
+
+
+def nearest_distance(points, codes):
+    """Euclidean distance from each of ``points`` (n, d) to the closest of ``codes`` (m, d), by a k-d tree."""
+    from scipy.spatial import cKDTree
+
+    points, codes = np.asarray(points, np.float64), np.asarray(codes, np.float64)
+    if points.ndim != 2 or codes.ndim != 2 or points.shape[1] != codes.shape[1]:
+        raise ValueError(f"points and codes must be (n, d) and (m, d) with the same d, got {points.shape} and {codes.shape}")
+    return cKDTree(codes).query(points)[0]
+
+
+def hole_ratio(z_train, z_test, z_random):
+    """How much further random codes lie from the training codes than real (test) codes do: a ratio of median distances.
+
+    Near 1 when random codes land where the data is; much larger when most of the space they are
+    drawn from is empty (holes).
+    """
+    return float(np.median(nearest_distance(z_random, z_train)) / np.median(nearest_distance(z_test, z_train)))
 
 
 # --- Attributes measured on images ---------------------------------------------------------------

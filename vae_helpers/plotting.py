@@ -110,21 +110,28 @@ def plot_reconstructions(x, x_decoded, n=10, title="Originals (top) and reconstr
     return fig
 
 
-def plot_history(history, ax=None, keys=None, title="Training curves (nats per image)"):
-    """Loss curves from a Keras ``History`` or a ``train_vae`` history dict; validation curves dashed."""
+#: How the curves of a training history are named in figures.
+HISTORY_LABELS = {"loss": "training loss", "reconstruction_loss": "reconstruction", "kl_loss": "KL",
+                  "val_elbo": "validation -ELBO"}
+
+
+def plot_history(history, ax=None, keys=None, from_zero=False, title="Training curves (nats per image)"):
+    """Loss curves from a Keras ``History`` or a ``train_vae`` history dict, with readable labels.
+
+    The validation ELBO is drawn as -ELBO (dashed, black), comparable with an ``"elbo"`` loss;
+    ``from_zero`` starts the y axis at 0, so that a small change does not look like a large one.
+    """
     history = getattr(history, "history", history)
-    keys = keys or [k for k in ("loss", "reconstruction_loss", "kl_loss") if k in history]
+    keys = keys or [k for k in ("loss", "reconstruction_loss", "kl_loss", "val_elbo") if k in history]
     fig, ax = _figure(ax, (7, 4))
     for i, key in enumerate(keys):
         epochs = np.arange(1, len(history[key]) + 1)
-        ax.plot(epochs, history[key], color=f"C{i}", label=key)
-        if f"val_{key}" in history:
-            ax.plot(epochs, history[f"val_{key}"], color=f"C{i}", linestyle="--", label=f"val_{key}")
-    if "val_elbo" in history and "loss" in keys:  # what train_vae records: comparable with an elbo-preset loss
-        epochs = np.arange(1, len(history["val_elbo"]) + 1)
-        ax.plot(epochs, -np.asarray(history["val_elbo"]), color="black", linestyle="--", label="validation -ELBO")
+        sign, style = (-1.0, dict(color="black", linestyle="--")) if key == "val_elbo" else (1.0, dict(color=f"C{i}"))
+        ax.plot(epochs, sign * np.asarray(history[key]), label=HISTORY_LABELS.get(key, key), **style)
     ax.set_xlabel("epoch")
     ax.set_ylabel("nats per image")
+    if from_zero:
+        ax.set_ylim(bottom=0)
     ax.legend()
     ax.set_title(title)
     return fig

@@ -34,7 +34,7 @@ HISTORY_FILE = "history.csv"
 BEST_FILE = "best.weights.h5"
 BACKUP_DIR = "backup"
 VALIDATION_SAMPLES = 4  # z draws per image when scoring the validation ELBO each epoch
-PROGRESS = {"bar": 1, "epoch": 2, None: 0}  # train_vae's progress -> fit's verbose
+PROGRESS = ("bar", "epoch", None)
 
 
 class RunFolderError(ValueError):
@@ -100,6 +100,20 @@ class ValidationELBO(keras.callbacks.Callback):
         logs["val_elbo"] = elbo(self.model, self.x_val, n_samples=VALIDATION_SAMPLES, seed=self.seed)
 
 
+class EpochLine(keras.callbacks.Callback):
+    """One line per epoch, in nats per image (Keras' own one-line mode prints negative numbers as 1e+02)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        parts = [f"epoch {epoch + 1}/{self.params['epochs']}", f"loss {logs['loss']:.2f}",
+                 f"reconstruction {logs['reconstruction_loss']:.2f}", f"KL {logs['kl_loss']:.2f}"]
+        if "val_elbo" in logs:
+            parts.append(f"validation ELBO {logs['val_elbo']:.2f}")
+        print(" | ".join(parts + [f"{time.perf_counter() - self.started:.0f} s"]), flush=True)
+
+
 def read_history(path):
     """The per-epoch metrics that ``CSVLogger`` wrote, as a dict of lists (the last row of a repeated epoch wins)."""
     if not Path(path).is_file():
@@ -120,7 +134,7 @@ def train_vae(vae, x_train, epochs, batch_size=16, x_val=None, seed=0, progress=
               callbacks=()):
     """Train ``vae`` until it has ``epochs`` epochs in all; return the per-epoch history (a dict of lists).
 
-    ``progress`` is "bar" (Keras' progress bar), "epoch" (one line per epoch) or None. With
+    ``progress`` is "bar" (Keras' progress bar), "epoch" (one line per epoch, ``EpochLine``) or None. With
     ``x_val`` the weights of the epoch with the best validation ELBO are restored at the end. With
     ``checkpoint_dir`` the run is backed up after every epoch, and a later call with that folder
     continues it from the last finished epoch (or extends a finished run). ``callbacks`` are
@@ -148,7 +162,9 @@ def train_vae(vae, x_train, epochs, batch_size=16, x_val=None, seed=0, progress=
         if checkpoint_dir is not None:  # last, so that the backup never runs ahead of the history
             own.append(keras.callbacks.BackupAndRestore(folder / BACKUP_DIR, double_checkpoint=True,
                                                         delete_checkpoint=False))
-        vae.fit(batches, epochs=epochs, steps_per_epoch=batches.steps, shuffle=False, verbose=PROGRESS[progress],
+        if progress == "epoch":
+            own.append(EpochLine())
+        vae.fit(batches, epochs=epochs, steps_per_epoch=batches.steps, shuffle=False, verbose=int(progress == "bar"),
                 callbacks=own + list(callbacks))
         history = read_history(folder / HISTORY_FILE)
         if not np.all(np.isfinite(history.get("loss", [np.nan]))):
@@ -255,13 +271,22 @@ def save_figures(vae, out, x_test, y_test, history):
     return paths
 
 
-def train_run(out, settings=None, force=False, resume=False, progress="bar", deterministic=False, log=print):
+def learning_rate(settings, n_train):
+    """The learning rate of a run: a number, or a cosine decay to 5% of it over all the run's steps."""
+    if settings.lr_schedule == "constant":
+        return settings.learning_rate
+    steps = settings.epochs * -(-n_train // settings.batch_size)
+    return keras.optimizers.schedules.CosineDecay(settings.learning_rate, decay_steps=steps, alpha=0.05)
+
+
+def train_run(out, settings=None, force=False, resume=False, progress="bar", deterministic=False, command=None,
+              log=print):
     """Train a VAE into the run folder ``out`` (weights, ``run.json``, figures); return (vae, record).
 
     A folder that already holds files is only replaced with ``force``; ``resume`` continues the
     run saved there from its last completed epoch, with the settings stored in its ``run.json``
     (``settings.epochs`` may extend it). ``deterministic`` turns on TensorFlow's deterministic
-    kernels for this process (see ``set_seed``).
+    kernels for this process (see ``set_seed``). ``command`` (the command line) is kept in the record.
     """
     out = Path(out)
     if resume:
@@ -281,8 +306,9 @@ def train_run(out, settings=None, force=False, resume=False, progress="bar", det
         done = len(read_history(out / CHECKPOINT_DIR / HISTORY_FILE).get("loss", []))
         log(f"Resuming {out} after epoch {done} of {settings.epochs}.")
     vae = build_vae(settings.latent_dim, settings.loss, seed=settings.seed, compile=False)
-    vae.compile(keras.optimizers.Adam(settings.learning_rate))
-    record = {"settings": dataclasses.asdict(settings), "status": "running", "versions": versions(), "data": sizes}
+    vae.compile(keras.optimizers.Adam(learning_rate(settings, len(x_fit))))
+    record = {"command": command or (saved.get("command") if resume else None), "settings": dataclasses.asdict(settings),
+              "status": "running", "versions": versions(), "data": sizes}
     write_json(out / RECORD_FILE, record)
     started = time.perf_counter()
     history = train_vae(vae, x_fit, settings.epochs, settings.batch_size, x_val=x_val, seed=settings.seed,
