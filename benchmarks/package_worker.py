@@ -7,7 +7,7 @@ start-up and neither inherits the other's thread pools. It prints one JSON objec
   model warmed up first, then timed round-robin so a change in load hits every batch size alike.
 * ``--task quality``: ``train_vae`` with a callback that scores the test ELBO every fraction of an
   epoch (scoring time is kept out of the training clock) and stops once a target is reached.
-  Recipes: batch size, learning rate, a cosine schedule, and KL warm-up.
+  Recipes: batch size, learning rate, a cosine schedule, and KL warm-up (all options of the package).
 """
 
 import argparse
@@ -19,37 +19,18 @@ import time
 import numpy as np
 
 from vae_helpers import keras, set_seed
+from vae_helpers.config import TrainSettings
 from vae_helpers.evaluation import elbo
-from vae_helpers.losses import VAELoss, kl_divergence, reconstruction_loss
-from vae_helpers.models import VAE, build_decoder, build_encoder, build_vae
-from vae_helpers.training import train_vae
+from vae_helpers.models import build_vae
+from vae_helpers.training import learning_rate, train_vae
 
 
-class WarmupLoss(VAELoss):
-    """The ELBO with its KL term scaled by ``beta`` (benchmark-only: the package has no KL warm-up)."""
-
-    def __init__(self, **kwargs):
-        super().__init__("elbo", **kwargs)
-        self.beta = keras.Variable(1.0, trainable=False, name="beta")
-
-    def call(self, x, x_decoded, z_mean, z_log_var):
-        reconstruction, kl = reconstruction_loss(x, x_decoded), kl_divergence(z_mean, z_log_var)
-        self.add_loss(keras.ops.mean(reconstruction + self.beta * kl))
-        self.reconstruction_tracker.update_state(reconstruction)
-        self.kl_tracker.update_state(kl)
-        return x_decoded
-
-
-def make_vae(args, steps_per_epoch):
+def make_vae(args, n_train):
     """The package's VAE with the recipe's optimizer: Adam at a constant or cosine-decayed learning rate."""
-    vae = VAE(build_encoder(), build_decoder(), seed=args.seed, name="vae")
-    if args.kl_warmup:
-        vae.vae_loss = WarmupLoss(name="vae_loss")
-    vae.build((None, *vae.image_shape))
-    rate = args.learning_rate
-    if args.schedule == "cosine":
-        rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=args.epochs * steps_per_epoch, alpha=0.05)
-    vae.compile(keras.optimizers.Adam(rate))
+    settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                             lr_schedule=args.schedule)
+    vae = build_vae(seed=args.seed, compile=False)
+    vae.compile(keras.optimizers.Adam(learning_rate(settings, n_train)))
     return vae
 
 
@@ -69,16 +50,12 @@ class Clock:
 
 
 class Scorer(keras.callbacks.Callback):
-    """Scores the test ELBO every ``every`` batches (off the clock); sets beta for KL warm-up; stops at the target."""
+    """Scores the test ELBO every ``every`` batches (off the clock) and stops training at the target."""
 
     def __init__(self, x_test, every, steps_per_epoch, args):
         super().__init__()
         self.x_test, self.every, self.steps, self.args = x_test, every, steps_per_epoch, args
         self.curve, self.clock, self.done = [], Clock(), 0
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if self.args.kl_warmup:
-            self.model.vae_loss.beta.assign(min(1.0, (self.done + 1) / (self.args.kl_warmup * self.steps)))
 
     def on_train_batch_end(self, batch, logs=None):
         self.done += 1
@@ -98,9 +75,10 @@ class Scorer(keras.callbacks.Callback):
 def task_quality(args, x, x_test):
     set_seed(args.seed)
     steps = -(-len(x) // args.batch_size)
-    vae = make_vae(args, steps)
+    vae = make_vae(args, len(x))
     scorer = Scorer(x_test, max(1, steps // args.scores_per_epoch), steps, args)
-    train_vae(vae, x, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, progress=None, callbacks=[scorer])
+    train_vae(vae, x, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, progress=None,
+              kl_warmup=args.kl_warmup, callbacks=[scorer])
     return {"curve": scorer.curve}
 
 

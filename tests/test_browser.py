@@ -28,7 +28,7 @@ WIDGET_CLASSES = ("vae-latent-explorer", "vae-interpolation-explorer", "vae-conc
 RUN_ALL_TIMEOUT_MS = 75_000
 WIDGET_NOTEBOOK = [  # what notebook 05 shows, on the digits VAE_HELPERS_DATA gives (the sample in the tests)
     "from vae_helpers import data, pretrained, widgets\n"
-    "vae = vae16 = pretrained.load_pretrained(2)  # TODO 16-D\n"
+    "vae, vae16 = pretrained.load_pretrained(2), pretrained.load_pretrained(16)\n"
     "_, (x_test, y_test) = data.load_mnist('auto')\n"
     "x, y = data.subset(x_test, y_test, per_class=100, seed=0)",
     "widgets.LatentExplorer(vae, x, y)",
@@ -150,14 +150,15 @@ def drag_slider(page, slider, fraction):
     page.mouse.up()
 
 
-def wait_for_new_image(page, locator, before, timeout_s=15):
+def wait_for_change(page, read, before, what, timeout_s=15):
+    """Poll ``read()`` until it differs from ``before`` (a condition, not a fixed pause); return it."""
     deadline = page.evaluate("() => performance.now()") + timeout_s * 1000
     while page.evaluate("() => performance.now()") < deadline:
-        now = image_bytes(page, locator)
-        if now != before:
+        now = read()
+        if not np.array_equal(now, before):
             return now
         page.wait_for_timeout(100)
-    raise AssertionError("the digit image did not change after moving the slider")
+    raise AssertionError(f"{what} did not change after moving the slider")
 
 
 def save_screenshots(page, artifacts, update_docs):
@@ -204,14 +205,14 @@ def test_notebook_widgets_update_in_a_real_browser(request, notebook, lab, page,
     readout_before = first_slider.locator(".widget-readout").inner_text()
 
     drag_slider(page, first_slider, 0.3)
-    digit_after = wait_for_new_image(page, digit, digit_before)
+    digit_after = wait_for_change(page, lambda: image_bytes(page, digit), digit_before, "the digit image's bytes")
     readout_after = first_slider.locator(".widget-readout").inner_text()
     assert float(readout_after) > float(readout_before), (readout_before, readout_after)
     assert image_bytes(page, scatter) != scatter_before  # the marker moved too
     assert digit_after[:8] == b"\x89PNG\r\n\x1a\n"
-    page.wait_for_timeout(300)  # let the browser paint the new image before comparing pixels
-    shown_after = np.asarray(_pixels(digit.screenshot()))
-    assert shown_after.shape == shown_before.shape and np.abs(shown_after - shown_before).max() > 0
+    shown_after = wait_for_change(page, lambda: np.asarray(_pixels(digit.screenshot())), shown_before,
+                                  "the digit the page shows")
+    assert shown_after.shape == shown_before.shape
 
     screenshot = save_screenshots(page, artifacts, request.config.getoption("--update-screenshot"))
     print(f"browser screenshots in {artifacts} (README picture: {screenshot})")

@@ -97,12 +97,6 @@ def test_sampling_with_tf_random_normal_passes(capsys):
     check_line(capsys)
 
 
-@pytest.mark.parametrize("mistake", WRONG_SAMPLING)
-def test_sampling_names_the_mistake(mistake):
-    fn, *phrases = WRONG_SAMPLING[mistake]
-    fails(checks.check_sampling, fn, *phrases)
-
-
 def test_an_exception_is_chained_not_shown():
     with pytest.raises(checks.CheckFailed) as caught:
         checks.check_sampling(lambda m, lv: tf.matmul(m, lv))  # incompatible shapes: a deep TF error
@@ -146,12 +140,6 @@ def test_kl_passes_and_says_what_was_verified(capsys):
 def test_kl_accepts_numpy_arrays_and_lists(convert, capsys):
     checks.check_kl_divergence(lambda m, lv: convert(kl_divergence(m, lv)))
     check_line(capsys)
-
-
-@pytest.mark.parametrize("mistake", WRONG_KL)
-def test_kl_names_the_mistake(mistake):
-    fn, *phrases = WRONG_KL[mistake]
-    fails(checks.check_kl_divergence, fn, *phrases)
 
 
 def test_kl_mistakes_do_not_mention_the_ones_not_made():
@@ -200,12 +188,6 @@ WRONG_RECONSTRUCTION = {
 def test_reconstruction_passes(fn, capsys):
     checks.check_reconstruction_loss(fn)
     assert "summed over the 784 pixels" in check_line(capsys)
-
-
-@pytest.mark.parametrize("mistake", WRONG_RECONSTRUCTION)
-def test_reconstruction_names_the_mistake(mistake):
-    fn, *phrases = WRONG_RECONSTRUCTION[mistake]
-    fails(checks.check_reconstruction_loss, fn, *phrases)
 
 
 # 4. The custom loss layer -------------------------------------------------------------------
@@ -289,12 +271,6 @@ def test_loss_layer_passes(layer_class, count, capsys):
     assert count in check_line(capsys)
 
 
-@pytest.mark.parametrize("mistake", WRONG_LAYER)
-def test_loss_layer_names_the_mistake(mistake):
-    layer_class, *phrases = WRONG_LAYER[mistake]
-    fails(checks.check_vae_loss_layer, layer_class, *phrases)
-
-
 def test_keras_replaces_a_layers_losses_on_each_call():
     """What the check relies on: in Keras 3 a layer's losses are cleared when it is called again."""
     layer = loss_layer()()
@@ -362,13 +338,8 @@ def vae(**parts):
     return type("VAE", (VAE,), {k: staticmethod(v) if callable(v) else v for k, v in parts.items()})
 
 
-class StubVAE(keras.Model):
-    def __init__(self, encoder, decoder, **kwargs):
-        super().__init__(**kwargs)
-        self.encoder = encoder
-        self.decoder = decoder
-
-    def train_step(self, data):
+class StubVAE(ComputeLossVAE):
+    def train_step(self, data):  # an unfilled cell of the learner notebook
         ...
 
 
@@ -415,12 +386,6 @@ WRONG_TRAIN_STEP = {
 def test_train_step_passes(model_class, capsys):
     checks.check_train_step(model_class)
     assert "mean negative ELBO" in check_line(capsys)
-
-
-@pytest.mark.parametrize("mistake", WRONG_TRAIN_STEP)
-def test_train_step_names_the_mistake(mistake):
-    model_class, *phrases = WRONG_TRAIN_STEP[mistake]
-    fails(checks.check_train_step, model_class, *phrases)
 
 
 def test_fit_passes_x_itself_to_train_step():
@@ -472,3 +437,15 @@ def test_check_number_passes_within_tolerance_and_says_how_far_off(capsys):
         checks.check_number("the answer", ..., expected=1.0, tolerance=0.1)
     with pytest.raises(checks.CheckFailed, match="expected one number"):
         checks.check_number("the answer", [1.0, 2.0], expected=1.0, tolerance=0.1)
+
+
+MISTAKES = [pytest.param(check, entry[0], entry[1:], id=f"{check.__name__}: {name}")
+            for check, table in ((checks.check_sampling, WRONG_SAMPLING), (checks.check_kl_divergence, WRONG_KL),
+                                 (checks.check_reconstruction_loss, WRONG_RECONSTRUCTION),
+                                 (checks.check_vae_loss_layer, WRONG_LAYER), (checks.check_train_step, WRONG_TRAIN_STEP))
+            for name, entry in table.items()]
+
+
+@pytest.mark.parametrize("check, code, phrases", MISTAKES)
+def test_each_check_names_each_mistake(check, code, phrases):
+    fails(check, code, *phrases)

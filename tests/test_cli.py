@@ -179,3 +179,22 @@ def test_importing_the_package_prints_nothing():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stderr == "" and result.stdout == ""
+
+
+@pytest.mark.parametrize("code", [
+    "import vae_helpers.data",                                 # numpy only: loaders and checks
+    "import vae_helpers.config, vae_helpers.quiz",
+    "from vae_helpers import cli; cli.parser().parse_args(['train', '--epochs', '3'])",  # --help answers at once
+])
+def test_light_modules_do_not_load_tensorflow(code):
+    result = subprocess.run([sys.executable, "-c", f"{code}; import sys; print('tensorflow' in sys.modules)"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+def test_debug_flag_shows_the_traceback(tmp_path):
+    plain = cli("train", "--data", tmp_path / "missing", "--out", tmp_path / "run")
+    debug = cli("--debug", "train", "--data", tmp_path / "missing", "--out", tmp_path / "run")
+    assert plain.returncode == 2 and "Traceback" not in plain.stderr
+    assert debug.returncode != 0 and "Traceback" in debug.stderr and "DataError" in debug.stderr

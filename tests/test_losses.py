@@ -115,3 +115,21 @@ def test_loss_layer_adds_the_preset_objective_and_tracks_honest_terms(preset):
     true_log_var = 2 * log_var if preset == "book" else log_var
     assert float(layer.reconstruction_tracker.result()) == pytest.approx(float(np.mean(recon)), rel=1e-5)
     assert float(layer.kl_tracker.result()) == pytest.approx(float(np.mean(numpy_kl(mean, true_log_var))), rel=1e-5)
+
+
+def test_kl_weight_scales_only_the_kl_part_of_the_added_loss():
+    x = rng.uniform(0, 1, (4, 28, 28, 1)).astype(np.float32)
+    p = rng.uniform(0.01, 0.99, (4, 28, 28, 1)).astype(np.float32)
+    mean, log_var = rng.normal(size=(4, 2)).astype(np.float32), rng.normal(size=(4, 2)).astype(np.float32)
+    layer = losses.VAELoss("elbo")
+    assert float(layer.kl_weight) == 1.0 and not layer.kl_weight.trainable
+    layer.kl_weight.assign(0.25)
+    layer(x, p, mean, log_var)
+    expected = np.mean(numpy_bce_sum(x, p) + 0.25 * numpy_kl(mean, log_var))
+    assert float(layer.losses[0]) == pytest.approx(float(expected), rel=1e-5)
+    assert float(layer.kl_tracker.result()) == pytest.approx(float(np.mean(numpy_kl(mean, log_var))), rel=1e-5)
+
+
+def test_kl_divergence_names_both_shapes_when_they_differ():
+    with pytest.raises(ValueError, match=r"z_mean and z_log_var must have the same shape, got \(3, 2\) and \(3, 4\)"):
+        losses.kl_divergence(np.zeros((3, 2), np.float32), np.zeros((3, 4), np.float32))

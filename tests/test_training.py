@@ -85,6 +85,31 @@ def test_a_finished_run_is_extended(small_images, straight_run, tmp_path):
     assert history == straight_run[1]
 
 
+class KLWeights(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen.append(float(self.model.vae_loss.kl_weight))
+
+
+def test_kl_warmup_rises_linearly_to_one_and_resumes_exactly(small_images, tmp_path):
+    x, _, x_val, _ = small_images
+    x = x[:64]  # 4 steps per epoch
+    spy = KLWeights()
+    straight = fresh_vae()
+    training.train_vae(straight, x, epochs=3, x_val=x_val, progress=None, kl_warmup=1.5, callbacks=[spy])
+    np.testing.assert_allclose(spy.seen, [1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6, 1, 1, 1, 1, 1, 1, 1], rtol=1e-6)
+    assert float(straight.vae_loss.kl_weight) == 1.0  # even if the best epoch fell in the warm-up
+    with pytest.raises(KeyboardInterrupt):
+        training.train_vae(fresh_vae(), x, epochs=3, x_val=x_val, progress=None, kl_warmup=1.5, checkpoint_dir=tmp_path,
+                           callbacks=[InterruptAt(epoch=1, batch=1)])  # in the middle of the warm-up
+    resumed = fresh_vae()
+    training.train_vae(resumed, x, epochs=3, x_val=x_val, progress=None, kl_warmup=1.5, checkpoint_dir=tmp_path)
+    assert_same_weights(straight, resumed)
+
+
 def test_history_keeps_the_last_row_of_a_repeated_epoch(tmp_path):
     """A crash between the history row and the backup makes the resumed run write that epoch again."""
     path = tmp_path / "history.csv"
@@ -171,7 +196,8 @@ def test_diverging_training_stops_with_a_clear_message(small_images):
                                                  ("learning_rate", -1.0, "--learning-rate"),
                                                  ("validation_fraction", 1.5, "--validation-fraction"),
                                                  ("latent_dim", 0, "--latent-dim"), ("seed", -1, "--seed"),
-                                                 ("loss", "mse", "--loss")])
+                                                 ("loss", "mse", "--loss"), ("lr_schedule", "step", "--lr-schedule"),
+                                                 ("kl_warmup", 30, "--kl-warmup")])
 def test_settings_name_the_bad_flag(field, value, flag):
     with pytest.raises(ValueError, match=flag):
         config.TrainSettings(**{field: value}).validate()

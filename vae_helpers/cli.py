@@ -52,6 +52,8 @@ def parser():
     train.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
     train.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=defaults.lr_schedule,
                        help="constant (default) or cosine: decay to 5%% of the learning rate over the run")
+    train.add_argument("--kl-warmup", type=float, default=defaults.kl_warmup,
+                       help="epochs over which the KL's weight rises from 0 to 1 (default 0: none)")
     train.add_argument("--validation-fraction", type=float, default=defaults.validation_fraction,
                        help="share of the training images held out to pick the best epoch")
     train.add_argument("--out", default=None, help="run folder (default: vae-runs/<loss>-z<dim>-seed<seed>)")
@@ -69,7 +71,7 @@ def run_train(args):
     out = Path(args.out or Path(runs_dir()) / f"{args.loss}-z{args.latent_dim}-seed{args.seed}")
     settings = TrainSettings(data=args.data, epochs=args.epochs or TrainSettings.epochs, batch_size=args.batch_size,
                              latent_dim=args.latent_dim, loss=args.loss, seed=args.seed,
-                             learning_rate=args.learning_rate, lr_schedule=args.lr_schedule,
+                             learning_rate=args.learning_rate, lr_schedule=args.lr_schedule, kl_warmup=args.kl_warmup,
                              validation_fraction=args.validation_fraction)
     if args.resume:  # the settings come from the run's record; only --epochs may change
         settings = None if args.epochs is None else TrainSettings(epochs=args.epochs)

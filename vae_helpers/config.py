@@ -82,6 +82,7 @@ class TrainSettings:
     seed: int = 0
     learning_rate: float = DEFAULT_LEARNING_RATE
     lr_schedule: str = "constant"
+    kl_warmup: float = 0.0
     validation_fraction: float = 0.1
 
     def validate(self):
@@ -95,6 +96,8 @@ class TrainSettings:
             raise ValueError(f"--learning-rate must be a positive number, got {self.learning_rate!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"--lr-schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if not (isinstance(self.kl_warmup, (int, float)) and 0.0 <= self.kl_warmup < self.epochs):
+            raise ValueError(f"--kl-warmup must be a number of epochs from 0 to less than --epochs, got {self.kl_warmup!r}")
         if not 0.0 <= self.validation_fraction < 1.0:
             raise ValueError(f"--validation-fraction must be in [0, 1), got {self.validation_fraction!r}")
         if self.loss not in PRESETS:

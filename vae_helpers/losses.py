@@ -64,10 +64,16 @@ def kl_divergence(z_mean, z_log_var):
     return 0.5 * ops.sum(ops.exp(z_log_var) + ops.square(z_mean) - 1.0 - z_log_var, axis=-1)
 
 
-def book_loss(x, x_decoded, z_mean, z_log_var):
-    """The 1st edition's per-example objective: mean-over-pixels BCE plus its 5e-4-weighted KL mean."""
+def book_terms(x, x_decoded, z_mean, z_log_var):
+    """The 1st edition's per-example objective in two parts: mean-over-pixels BCE, and its 5e-4-weighted KL mean."""
     xent = ops.mean(pixel_cross_entropy(x, x_decoded), axis=-1)
     kl = -BOOK_KL_WEIGHT * ops.mean(1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1)
+    return xent, kl
+
+
+def book_loss(x, x_decoded, z_mean, z_log_var):
+    """The 1st edition's per-example objective: mean-over-pixels BCE plus its 5e-4-weighted KL mean."""
+    xent, kl = book_terms(x, x_decoded, z_mean, z_log_var)
     return xent + kl
 
 
@@ -81,18 +87,24 @@ class VAELoss(keras.layers.Layer):
     """The custom loss layer: adds the VAE objective with ``add_loss`` and passes the images on.
 
     It also tracks ``reconstruction_loss`` and ``kl_loss`` in nats per image (the KL of the
-    posterior the sampler really uses), so both presets report comparable, honest numbers.
+    posterior the sampler really uses), so both presets report comparable, honest numbers. Its
+    ``kl_weight`` (1 by default) multiplies the KL part of the objective; KL warm-up raises it from
+    0 to 1 during the first epochs (``training.train_vae(kl_warmup=...)``).
     """
 
     def __init__(self, preset="elbo", **kwargs):
         super().__init__(**kwargs)
         self.preset = get_preset(preset)
+        self.kl_weight = self.add_weight(shape=(), initializer="ones", trainable=False, name="kl_weight")
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.kl_tracker = keras.metrics.Mean(name="kl_loss")
 
     def call(self, x, x_decoded, z_mean, z_log_var):
-        objective = book_loss if self.preset.name == "book" else elbo_loss
-        self.add_loss(ops.mean(objective(x, x_decoded, z_mean, z_log_var)))
+        if self.preset.name == "book":
+            fit_term, kl_term = book_terms(x, x_decoded, z_mean, z_log_var)
+        else:
+            fit_term, kl_term = reconstruction_loss(x, x_decoded), kl_divergence(z_mean, z_log_var)
+        self.add_loss(ops.mean(fit_term + self.kl_weight * kl_term))
         true_log_var = posterior_log_var(z_log_var, self.preset.sampling)
         self.reconstruction_tracker.update_state(reconstruction_loss(x, x_decoded))
         self.kl_tracker.update_state(kl_divergence(z_mean, true_log_var))

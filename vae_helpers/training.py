@@ -89,6 +89,21 @@ class EpochSeeds(keras.callbacks.Callback):
         self.model.sampling.seed_generator.state.assign(state)
 
 
+class KLWarmup(keras.callbacks.Callback):
+    """Raises the loss layer's KL weight linearly from near 0 to 1 over the first ``epochs`` epochs (a function of the step)."""
+
+    def __init__(self, epochs, steps_per_epoch):
+        super().__init__()
+        self.total, self.steps, self.epoch = epochs * steps_per_epoch, steps_per_epoch, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        step = self.epoch * self.steps + batch + 1
+        self.model.vae_loss.kl_weight.assign(min(1.0, step / self.total))
+
+
 class ValidationELBO(keras.callbacks.Callback):
     """Adds ``val_elbo`` (nats per image, with fixed noise so that epochs compare) to each epoch's logs."""
 
@@ -121,8 +136,11 @@ def read_history(path):
     with open(path, newline="") as handle:
         rows = {int(row.pop("epoch")): row for row in csv.DictReader(handle)}
     epochs = sorted(rows)
-    number = lambda text: np.nan if text in ("", "NA") else float(text)  # CSVLogger writes NA for a missing value
-    return {key: [number(rows[e][key]) for e in epochs] for key in (rows[epochs[0]] if epochs else {})}
+    return {key: [_number(rows[e][key]) for e in epochs] for key in (rows[epochs[0]] if epochs else {})}
+
+
+def _number(text):
+    return np.nan if text in ("", "NA") else float(text)  # CSVLogger writes NA for a missing value
 
 
 def best_epoch(history):
@@ -131,14 +149,15 @@ def best_epoch(history):
 
 
 def train_vae(vae, x_train, epochs, batch_size=16, x_val=None, seed=0, progress="epoch", checkpoint_dir=None,
-              callbacks=()):
+              kl_warmup=0, callbacks=()):
     """Train ``vae`` until it has ``epochs`` epochs in all; return the per-epoch history (a dict of lists).
 
     ``progress`` is "bar" (Keras' progress bar), "epoch" (one line per epoch, ``EpochLine``) or None. With
     ``x_val`` the weights of the epoch with the best validation ELBO are restored at the end. With
     ``checkpoint_dir`` the run is backed up after every epoch, and a later call with that folder
-    continues it from the last finished epoch (or extends a finished run). ``callbacks`` are
-    passed on to ``fit``.
+    continues it from the last finished epoch (or extends a finished run). ``kl_warmup`` epochs of
+    KL warm-up raise the KL's weight from near 0 to 1 (the validation ELBO always weighs it fully).
+    ``callbacks`` are passed on to ``fit``.
     """
     x_train = check_images(x_train, "x_train", vae.image_shape)
     x_val = None if x_val is None else check_images(x_val, "x_val", vae.image_shape)
@@ -152,6 +171,8 @@ def train_vae(vae, x_train, epochs, batch_size=16, x_val=None, seed=0, progress=
         folder.mkdir(parents=True, exist_ok=True)
         batches = EpochBatches(x_train, batch_size, seed)
         own = [EpochSeeds(batches, seed), keras.callbacks.TerminateOnNaN()]
+        if kl_warmup:
+            own.append(KLWarmup(kl_warmup, batches.steps))
         if x_val is not None:
             best_so_far = max(read_history(folder / HISTORY_FILE).get("val_elbo", []), default=None)
             own += [ValidationELBO(x_val, seed),
@@ -172,6 +193,7 @@ def train_vae(vae, x_train, epochs, batch_size=16, x_val=None, seed=0, progress=
                              "training diverged; lower the learning rate")
         if (folder / BEST_FILE).is_file():
             vae.load_weights(folder / BEST_FILE)
+    vae.vae_loss.kl_weight.assign(1.0)  # the best epoch may fall in the warm-up; the model is used at full weight
     return history
 
 
@@ -312,7 +334,7 @@ def train_run(out, settings=None, force=False, resume=False, progress="bar", det
     write_json(out / RECORD_FILE, record)
     started = time.perf_counter()
     history = train_vae(vae, x_fit, settings.epochs, settings.batch_size, x_val=x_val, seed=settings.seed,
-                        progress=progress, checkpoint_dir=out / CHECKPOINT_DIR)
+                        progress=progress, checkpoint_dir=out / CHECKPOINT_DIR, kl_warmup=settings.kl_warmup)
     _atomic(out / WEIGHTS_FILE, lambda tmp: save_vae_weights(vae, tmp))
     record.update({
         "status": "finished",
