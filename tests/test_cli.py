@@ -27,11 +27,11 @@ def assert_no_noise(text):
 
 @pytest.fixture(scope="module")
 def digits_folder(tmp_path_factory, sample):
-    """IDX files with 640 training and 100 test digits: enough for a few short CLI epochs."""
+    """IDX files with 320 training and 100 test digits: enough for a few short CLI epochs."""
     folder = tmp_path_factory.mktemp("digits")
     (x_train, y_train), (x_test, y_test) = sample
-    write_idx(folder / "train-images-idx3-ubyte", np.round(x_train[:640, ..., 0] * 255).astype(np.uint8), 0x803)
-    write_idx(folder / "train-labels-idx1-ubyte", y_train[:640].astype(np.uint8), 0x801)
+    write_idx(folder / "train-images-idx3-ubyte", np.round(x_train[:320, ..., 0] * 255).astype(np.uint8), 0x803)
+    write_idx(folder / "train-labels-idx1-ubyte", y_train[:320].astype(np.uint8), 0x801)
     write_idx(folder / "t10k-images-idx3-ubyte", np.round(x_test[:100, ..., 0] * 255).astype(np.uint8), 0x803)
     write_idx(folder / "t10k-labels-idx1-ubyte", y_test[:100].astype(np.uint8), 0x801)
     return folder
@@ -62,7 +62,7 @@ def test_train_writes_weights_record_and_figures(finished_run):
     record = json.loads((out / "run.json").read_text())
     assert record["status"] == "finished"
     assert record["settings"]["epochs"] == 3 and record["settings"]["seed"] == 3
-    assert record["data"] == {"train": 576, "validation": 64, "test": 100}
+    assert record["data"] == {"train": 288, "validation": 32, "test": 100}
     assert len(record["history"]["loss"]) == 3 and len(record["history"]["val_elbo"]) == 3
     assert -600 < record["test_elbo"] < -100
     assert 1 <= record["best_epoch"] <= 3
