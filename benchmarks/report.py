@@ -88,6 +88,15 @@ def quality_figure(result, path):
     figure.savefig(path, dpi=100, bbox_inches="tight", metadata={"Software": None})
 
 
+def notebooks_table(path):
+    """Each notebook's wall time, CPU time and peak kernel memory, from ``run_notebooks.py --measure``."""
+    result = json.loads(path.read_text())
+    rows = [[name, f"{m['seconds']:.0f}", f"{m['cpu_seconds']:.0f}", f"{m['peak_rss_mb']:.0f}"]
+            for name, m in result["notebooks"].items()]
+    return (f"{result['mode']} mode, data {result['data']}, {result['machine']}, {result['date']}\n\n"
+            + table(["notebook", "wall s", "CPU s", "peak kernel RSS (MB)"], rows))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -97,6 +106,8 @@ def main():
     if (result := load(prefix, "quality")) is not None:
         print("### Time to the book's test ELBO\n\n" + quality_tables(result) + "\n")
         quality_figure(result, RESULTS / f"{prefix}quality_mnist.png")
+    if not prefix and (RESULTS / "notebooks.json").is_file():
+        print("### Notebooks\n\n" + notebooks_table(RESULTS / "notebooks.json") + "\n")
     if (result := load(prefix, "manifold")) is not None:
         grid = statistics.median(result["manifold_grid"])
         rows = [[name, f"{statistics.median(result[key]):.3f}", f"{statistics.median(result[key]) / grid:.0f}x"]

@@ -160,6 +160,24 @@ def test_epoch_batches_follow_the_epoch_order_across_epochs():
     assert not np.array_equal(training.epoch_order(10, 3, 2), training.epoch_order(10, 3, 3))
 
 
+def test_fit_autoencoder_trains_on_batches_of_input_target_pairs(small_images):
+    x, _, x_test, _ = small_images
+    batches = training.EpochBatches(x, batch_size=50, seed=0, targets=True)
+    inputs, targets = batches[1]
+    np.testing.assert_array_equal(inputs, x[training.epoch_order(len(x), 0, 0)[50:100]])
+    assert targets is inputs
+    set_seed(0)
+    autoencoder, *_ = models.build_autoencoder(latent_dim=2)
+    before = autoencoder.evaluate(x_test, x_test, verbose=0)
+    history = training.fit_autoencoder(autoencoder, x, epochs=2, batch_size=20, x_val=x_test)
+    assert len(history.history["loss"]) == len(history.history["val_loss"]) == 2
+    # The validation loss is Keras' own evaluation of the same images.
+    assert history.history["val_loss"][-1] == pytest.approx(autoencoder.evaluate(x_test, x_test, verbose=0), rel=1e-4)
+    assert history.history["val_loss"][-1] < before - 50  # from about 543 nats (know-nothing) down
+    with pytest.raises(ValueError, match="x_train"):
+        training.fit_autoencoder(autoencoder, x * 255, epochs=1)
+
+
 def test_split_validation_is_disjoint_and_complete(small_images):
     x, *_ = small_images
     fit, val = training.split_validation(x, 0.1, seed=0)

@@ -1,6 +1,6 @@
 """The book's convolutional encoder and decoder, the sampling layer and the VAE model.
 
-The architecture is the 1st edition's, unchanged (550,629 parameters at ``latent_dim=2``); what
+The architecture is the 1st edition's, unchanged (550,629 trainable parameters at ``latent_dim=2``); what
 changed is how it is wired: a ``Sampling`` layer instead of a ``Lambda``, and a ``VAE`` model
 whose custom loss layer works with Keras 3.
 """

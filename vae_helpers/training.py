@@ -50,12 +50,14 @@ class EpochBatches(keras.utils.PyDataset):
     """Shuffled batches read straight from ``images`` (no copy of the data set), endless across epochs.
 
     Batch ``i`` of a ``fit`` call belongs to epoch ``first_epoch + i // steps`` and follows
-    ``epoch_order``, so Keras' prefetching can never mix up the orders of two epochs.
+    ``epoch_order``, so Keras' prefetching can never mix up the orders of two epochs. With
+    ``targets=True`` each batch is an (input, target) pair of the same images, for a plain
+    autoencoder: ``fit(x, x)`` would copy both arrays into TensorFlow first.
     """
 
-    def __init__(self, images, batch_size, seed):
+    def __init__(self, images, batch_size, seed, targets=False):
         super().__init__()
-        self.images, self.batch_size, self.seed = images, batch_size, seed
+        self.images, self.batch_size, self.seed, self.targets = images, batch_size, seed, targets
         self.steps = -(-len(images) // batch_size)
         self.first_epoch = 0
         self._order = (None, None)
@@ -69,7 +71,8 @@ class EpochBatches(keras.utils.PyDataset):
         epoch += self.first_epoch
         if self._order[0] != epoch:
             self._order = (epoch, epoch_order(len(self.images), self.seed, epoch))
-        return self.images[self._order[1][step * self.batch_size:(step + 1) * self.batch_size]]
+        batch = self.images[self._order[1][step * self.batch_size:(step + 1) * self.batch_size]]
+        return (batch, batch) if self.targets else batch
 
 
 class EpochSeeds(keras.callbacks.Callback):
@@ -195,6 +198,25 @@ def train_vae(vae, x_train, epochs, batch_size=16, x_val=None, seed=0, progress=
             vae.load_weights(folder / BEST_FILE)
     vae.vae_loss.kl_weight.assign(1.0)  # the best epoch may fall in the warm-up; the model is used at full weight
     return history
+
+
+def fit_autoencoder(autoencoder, x_train, epochs, batch_size=64, seed=0, x_val=None, callbacks=()):
+    """Keras ``fit`` of a plain autoencoder on ``x_train`` (input and target); return Keras' History.
+
+    Same as ``autoencoder.fit(x_train, x_train, ...)`` but for one thing: the batches are read
+    straight from ``x_train``, where Keras would first copy both arrays into TensorFlow (about
+    380 MB on full MNIST, too much for a 2 GB Binder session).
+    """
+    x_train = check_images(x_train, "x_train", tuple(autoencoder.input_shape[1:]))
+    validation = None
+    if x_val is not None:
+        x_val = check_images(x_val, "x_val", tuple(autoencoder.input_shape[1:]))
+        validation = EpochBatches(x_val, 500, seed, targets=True)
+    batches = EpochBatches(x_train, check_count(batch_size, "batch_size"), seed, targets=True)
+    return autoencoder.fit(batches, epochs=check_count(epochs, "epochs"), steps_per_epoch=batches.steps,
+                           shuffle=False, validation_data=validation,
+                           validation_steps=None if validation is None else validation.steps,
+                           verbose=0, callbacks=list(callbacks))
 
 
 def _atomic(path, write):
