@@ -94,7 +94,8 @@ def notebooks_table(path):
     rows = [[name, f"{m['seconds']:.0f}", f"{m['cpu_seconds']:.0f}", f"{m['peak_rss_mb']:.0f}"]
             for name, m in result["notebooks"].items()]
     return (f"{result['mode']} mode, data {result['data']}, {result['machine']}, {result['date']}\n\n"
-            + table(["notebook", "wall s", "CPU s", "peak kernel RSS (MB)"], rows))
+            + table(["notebook", "wall s", "CPU s", "peak kernel RSS (MiB)"], rows)
+            + (f"\n\n{result['note']}" if "note" in result else ""))
 
 
 def main():
