@@ -68,7 +68,9 @@ def artifacts(request, tmp_path):
 def notebook(tmp_path):
     path = tmp_path / "widgets.ipynb"
     cells = [nbformat.v4.new_code_cell("import numpy as np")] + [nbformat.v4.new_code_cell(c) for c in WIDGET_NOTEBOOK]
-    nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
+    # Without a kernelspec JupyterLab asks which kernel to use, in a dialog, and never starts one by itself.
+    kernelspec = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": kernelspec}), path)
     return path
 
 
