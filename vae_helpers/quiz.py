@@ -4,17 +4,24 @@
 for the keys "01" to "05". A QUESTION is a multiple choice, where ``answer`` is the 0-based index of
 the right option::
 
-    {"id": "01-2", "kind": "choice", "question": "...", "options": ["...", "...", ...], "answer": 2,
-     "explanation": "..."}
+    {"id": "01-2", "kind": "choice", "skill": "predict", "question": "...", "options": ["...", ...],
+     "answer": 2, "explanation": "..."}
 
 or a number, right when ``|response - answer| <= tolerance`` (``unit`` is optional)::
 
-    {"id": "01-1", "kind": "number", "question": "...", "answer": 543.43, "tolerance": 0.5,
-     "unit": "nats", "explanation": "..."}
+    {"id": "01-1", "kind": "number", "skill": "compute", "question": "...", "answer": 82.6,
+     "tolerance": 0.5, "unit": "nats", "explanation": "..."}
+
+``skill`` says what the question asks of the learner (``SKILLS``): to predict what some code or a model
+will do, to compute a number, to explain why something happens, or to recall a fact. The
+explanation of a multiple choice says why the right option is right and, naming each wrong option
+by its letter ("(a) ..."), why that one is wrong: it is shown once the learner is right, or after
+``REVEAL_AFTER`` wrong tries.
 
 Ids are unique and start with their notebook's key. Texts are plain Unicode (no markdown or LaTeX),
 so they read the same in a widget, in HTML and in markdown. Number responses may be numbers or
 strings such as "0.81", "0,81" (decimal comma), "81%" (= 0.81), "−1.28" or "543 nats" (the unit).
+A damaged quiz file raises ``QuizFileError``, which names the file and how to restore it.
 Importing this module loads neither TensorFlow nor ipywidgets.
 """
 
@@ -28,16 +35,24 @@ from types import SimpleNamespace
 
 NOTEBOOKS = ("01", "02", "03", "04", "05")
 REVEAL_AFTER = 2  # wrong tries before the widget shows the answer
-FIELDS = {"choice": {"id", "kind", "question", "options", "answer", "explanation"},
-          "number": {"id", "kind", "question", "answer", "tolerance", "unit", "explanation"}}
+SKILLS = ("predict", "compute", "explain", "recall")  # what a question asks of the learner
+FIELDS = {"choice": {"id", "kind", "skill", "question", "options", "answer", "explanation"},
+          "number": {"id", "kind", "skill", "question", "answer", "tolerance", "unit", "explanation"}}
 LETTERS = "abcdefghij"
+RESTORE = ("The file ships with the repository: restore it with `git checkout -- vae_helpers/resources/quiz.json` "
+           "in the repository's folder, or reinstall vae_helpers if you installed a copy. If you are editing "
+           "the file on purpose, fix the place this message names.")
 
 # --- The questions ---------------------------------------------------------------------------------
 
 
+class QuizFileError(ValueError):
+    """The quiz file is unreadable, not valid JSON, or not in the format this module describes."""
+
+
 def _require(ok, where, problem):
     if not ok:
-        raise ValueError(f"quiz.json, {where}: {problem}")
+        raise QuizFileError(f"quiz.json, {where}: {problem}")
 
 
 def _is_text(value):
@@ -53,6 +68,7 @@ def _validate_question(q, key, seen):
     _require(isinstance(q, dict), key, f"every question must be an object, got {q!r}")
     where = f"{key}, question {q.get('id', '?')}"
     _require(q.get("kind") in FIELDS, where, f"kind must be 'choice' or 'number', got {q.get('kind')!r}")
+    _require(q.get("skill") in SKILLS, where, f"skill must be one of {', '.join(SKILLS)}, got {q.get('skill')!r}")
     _require(str(q.get("id")).startswith(f"{key}-"), where, f"id must start with '{key}-'")
     _require(q["id"] not in seen, where, "duplicate id")
     seen.add(q["id"])
@@ -76,7 +92,7 @@ def _validate_question(q, key, seen):
 
 
 def validate_quizzes(data):
-    """Check a whole parsed quiz file and return it; raise ValueError naming the first problem."""
+    """Check a whole parsed quiz file and return it; raise QuizFileError naming the first problem."""
     keys = sorted(data) if isinstance(data, dict) else type(data).__name__
     _require(keys == list(NOTEBOOKS), "top level", f"expected the keys {', '.join(NOTEBOOKS)}, got {keys!r}")
     seen = set()
@@ -89,10 +105,32 @@ def validate_quizzes(data):
     return data
 
 
+def quiz_file():
+    """The bundled quiz file (an importlib.resources Traversable)."""
+    return resources.files("vae_helpers") / "resources" / "quiz.json"
+
+
 def load_quizzes():
-    """Every notebook's quiz, validated: ``{"01": {"title": ..., "questions": [...]}, ...}``."""
-    text = (resources.files("vae_helpers") / "resources" / "quiz.json").read_text(encoding="utf-8")
-    return validate_quizzes(json.loads(text))
+    """Every notebook's quiz, validated: ``{"01": {"title": ..., "questions": [...]}, ...}``.
+
+    Raises QuizFileError, naming the file and how to restore it, if the file cannot be read, is not
+    valid JSON (for example cut short or hand-edited) or breaks the format.
+    """
+    path = quiz_file()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        problem = f"is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}"
+    except UnicodeDecodeError as err:
+        problem = f"is not UTF-8 text (byte {err.start})"
+    except OSError as err:
+        problem = f"cannot be read ({err.strerror or err})"
+    else:
+        try:
+            return validate_quizzes(data)
+        except QuizFileError as err:
+            problem = f"breaks the quiz format: {err}"
+    raise QuizFileError(f"The quiz file {path} {problem}. {RESTORE}")
 
 
 def _key(notebook):
