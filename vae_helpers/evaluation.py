@@ -16,10 +16,22 @@ from vae_helpers.losses import kl_divergence, posterior_log_var, reconstruction_
 LOG_2PI = np.log(2.0 * np.pi)
 
 
+def _sampling_convention(vae):
+    """The sampler's convention: a ``models.VAE`` knows its preset; any other model with an encoder and a
+    decoder (a learner's own ``train_step`` model, say) is taken to sample the standard way."""
+    preset = getattr(vae, "preset", None)
+    return preset.sampling if preset is not None else "standard"
+
+
+def _image_shape(vae):
+    shape = getattr(vae, "image_shape", None)
+    return tuple(shape) if shape is not None else tuple(vae.encoder.input_shape[1:])
+
+
 def _posterior(vae, x):
     """Mean and true log-variance of q(z|x) for each image, float64."""
     z_mean, z_log_var = encode(vae, x, return_log_var=True)
-    log_var = keras.ops.convert_to_numpy(posterior_log_var(z_log_var, vae.preset.sampling))
+    log_var = keras.ops.convert_to_numpy(posterior_log_var(z_log_var, _sampling_convention(vae)))
     return z_mean.astype(np.float64), log_var.astype(np.float64)
 
 
@@ -32,7 +44,7 @@ def _log_likelihood(vae, x, z):
 def _sampled_batches(vae, x, n_samples, batch_size, seed):
     """For each batch of ``x``: its posterior (mean, log-variance), the noise ``eps`` (n_samples, batch, d),
     the codes ``z = mean + sigma * eps`` and log p(x|z) for every code (n_samples, batch)."""
-    x = check_images(x, "x", vae.image_shape)
+    x = check_images(x, "x", _image_shape(vae))
     rng = np.random.default_rng(seed)
     for start in range(0, len(x), batch_size):
         xb = x[start:start + batch_size]
