@@ -168,9 +168,10 @@ def reparameterization():
             eps = box(ax, ox + 3.45, 1.3, 1.5, 0.6, r"$\varepsilon \sim \mathcal{N}(0, I)$", NOISE, size=11)
             arrow(ax, (ox + 3.45, 1.6), (ox + 3.45, 2.65), NOISE)
             label(ax, ox + 3.45, 0.65, "an input with no trainable\nparameter: no update", "#555555", 11)
-            arrow(ax, (ox + 2.7, 3.6), (ox + 1.5, 4.95), LOSS, rad=0.35, dashed=True)
-            label(ax, ox + 2.3, 4.75, r"$\partial z / \partial \mu = 1$", LOSS, ha="left")
-            arrow(ax, (ox + 2.7, 2.6), (ox + 1.5, 1.25), LOSS, rad=-0.35, dashed=True)
+            # each gradient arrow ends on the right edge of its box (x = ox + 1.4)
+            arrow(ax, (ox + 2.7, 3.6), (ox + 1.42, 4.6), LOSS, rad=0.35, dashed=True)
+            label(ax, ox + 2.35, 4.75, r"$\partial z / \partial \mu = 1$", LOSS, ha="left")
+            arrow(ax, (ox + 2.7, 2.6), (ox + 1.42, 1.6), LOSS, rad=-0.35, dashed=True)
             label(ax, ox + 0.75, 0.85, r"$\partial z / \partial \log\sigma^2 = \frac{1}{2}\,\sigma\,\varepsilon$",
                   LOSS)
         else:
@@ -178,8 +179,8 @@ def reparameterization():
                 arrow(ax, (ox + 2.75, 3.1 + sign * 0.55), (ox + 2.2, 3.1 + sign * 1.05), LOSS, dashed=True)
                 label(ax, ox + 2.0, 3.1 + sign * 1.22, "✗", LOSS, 24, weight="bold")
                 label(ax, ox + 2.0, 3.1 + sign * 1.6, "no gradient", LOSS, 11)
-            label(ax, ox + 4.1, 1.45, "a random draw has no\nderivative with respect to\n"
-                  r"$\mu$ or $\sigma$: the encoder" "\ncannot learn", LOSS, 11)
+            label(ax, ox + 4.1, 1.45, "backpropagation cannot pass\nthrough a random draw: to learn\n"
+                  r"$\mu$ and $\sigma$, the encoder would" "\nneed a high-variance estimator", LOSS, 11)
     ax.plot([6.55, 6.55], [0.45, 6.05], color="#bbbbbb", linewidth=1)
     label(ax, 6.5, 0.2, "black arrows: forward pass      red dashed arrows: gradients (backward pass)", "#555555", 11)
     return fig

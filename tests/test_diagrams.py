@@ -52,3 +52,20 @@ def test_the_committed_pngs_are_up_to_date(drawn):
         committed = ROOT / "docs" / "diagrams" / name
         assert committed.read_bytes() == (drawn / name).read_bytes(), (
             f"{committed} is stale: run `python docs/diagrams.py` and commit the PNGs")
+
+
+def test_every_gradient_arrow_of_the_reparameterized_graph_ends_on_a_box():
+    """The red dashed arrows of the right-hand panel (backward pass) must end at a node, not in empty space."""
+    from matplotlib.colors import to_hex
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    diagrams = load_script()
+    ax = diagrams.reparameterization().axes[0]
+    boxes = [patch.get_bbox() for patch in ax.patches if isinstance(patch, FancyBboxPatch)]
+    gradients = [patch for patch in ax.patches if isinstance(patch, FancyArrowPatch)
+                 and to_hex(patch.get_edgecolor()) == diagrams.LOSS and patch.get_linestyle() != "-"]
+    ends = [patch._posA_posB[1] for patch in gradients if patch._posA_posB[0][0] > 6.55]  # right-hand panel
+    assert len(ends) == 3  # to z (dL/dz), to mu, to log sigma^2
+    for x, y in ends:
+        gap = min(max(b.x0 - x, x - b.x1, 0) + max(b.y0 - y, y - b.y1, 0) for b in boxes)
+        assert gap < 0.08, f"a gradient arrow ends at ({x:.2f}, {y:.2f}), {gap:.2f} in away from every box"
