@@ -1,11 +1,12 @@
 """Training: exact repeatability, best-epoch selection, interruption and resume, progress, run folders."""
 
+import errno
 import json
 
 import numpy as np
 import pytest
 
-from vae_helpers import config, keras, models, set_seed, training
+from vae_helpers import config, files, keras, models, set_seed, training
 from vae_helpers.evaluation import elbo
 
 
@@ -194,10 +195,11 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
 
     def failing(path):
         open(path, "w").write("half")
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    with pytest.raises(OSError):
-        training._atomic(target, failing)
+    with pytest.raises(files.FileWriteError) as caught:
+        files.atomic_write(target, failing)
+    assert caught.value.filename == str(target) and "No space left on device" in caught.value.strerror
     assert json.loads(target.read_text()) == {"ok": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
 

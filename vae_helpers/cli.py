@@ -7,6 +7,7 @@ interruption.
 """
 
 import argparse
+import dataclasses
 import os
 import shlex
 import sys
@@ -41,43 +42,54 @@ def parser():
     demo.add_argument("--latent-dim", type=int, default=2, choices=[2, 16], help="which shipped model (default 2)")
     demo.add_argument("--out", default="vae-demo", help="folder for the figures (default: vae-demo)")
 
-    train = commands.add_parser("train", help="train a VAE into a run folder")
-    train.add_argument("--data", default=defaults.data, help="auto (default), keras, sample, or an IDX folder")
-    train.add_argument("--epochs", type=int, default=None, help=f"number of epochs in all (default {defaults.epochs})")
-    train.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    train.add_argument("--latent-dim", type=int, default=defaults.latent_dim)
-    train.add_argument("--loss", choices=sorted(PRESETS), default=defaults.loss,
+    train = commands.add_parser("train", help="train a VAE into a run folder",
+                                description="Settings left out take their defaults; with --resume they come from "
+                                            "the run's run.json, and only --epochs may change (to extend the run).")
+    train.add_argument("--data", help="auto (default), keras, sample, or an IDX folder")
+    train.add_argument("--epochs", type=int, help=f"number of epochs in all (default {defaults.epochs})")
+    train.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
+    train.add_argument("--latent-dim", type=int, help=f"default {defaults.latent_dim}")
+    train.add_argument("--loss", choices=sorted(PRESETS),
                        help="elbo: beta = 1 (default); book: the 1st edition's objective and sampling")
-    train.add_argument("--seed", type=int, default=defaults.seed)
-    train.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
-    train.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=defaults.lr_schedule,
+    train.add_argument("--seed", type=int, help=f"default {defaults.seed}")
+    train.add_argument("--learning-rate", type=float, help=f"default {defaults.learning_rate}")
+    train.add_argument("--lr-schedule", choices=LR_SCHEDULES,
                        help="constant (default) or cosine: decay to 5%% of the learning rate over the run")
-    train.add_argument("--kl-warmup", type=float, default=defaults.kl_warmup,
+    train.add_argument("--kl-warmup", type=float,
                        help="epochs over which the KL's weight rises from 0 to 1 (default 0: none)")
-    train.add_argument("--validation-fraction", type=float, default=defaults.validation_fraction,
-                       help="share of the training images held out to pick the best epoch")
+    train.add_argument("--validation-fraction", type=float,
+                       help=f"share of the training images held out to pick the best epoch (default {defaults.validation_fraction})")
     train.add_argument("--out", default=None, help="run folder (default: vae-runs/<loss>-z<dim>-seed<seed>)")
-    train.add_argument("--force", action="store_true", help="replace the run files in an existing --out")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    replace = train.add_mutually_exclusive_group()
+    replace.add_argument("--force", action="store_true", help="replace the run files in an existing --out")
+    replace.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
     train.add_argument("--deterministic", action="store_true",
                        help="TensorFlow's deterministic kernels (CPU runs repeat exactly without them)")
     train.add_argument("--quiet", action="store_true", help="no progress bar, one line per epoch")
     return main
 
 
+SETTINGS = [field.name for field in dataclasses.fields(TrainSettings)]
+
+
+def asked_settings(args):
+    """The settings given on the command line, as a dict (flags left out are not in it)."""
+    return {name: getattr(args, name) for name in SETTINGS if getattr(args, name) is not None}
+
+
 def run_train(args):
+    asked = asked_settings(args)
+    settings = TrainSettings(**asked)
+    if not args.resume:  # on resume the values are compared with the run's record instead
+        settings.validate()  # a nonsense value is refused before TensorFlow loads
+    out = Path(args.out or Path(runs_dir()) / f"{settings.loss}-z{settings.latent_dim}-seed{settings.seed}")
+
     from vae_helpers.training import CHECKPOINT_DIR, train_run
 
-    out = Path(args.out or Path(runs_dir()) / f"{args.loss}-z{args.latent_dim}-seed{args.seed}")
-    settings = TrainSettings(data=args.data, epochs=args.epochs or TrainSettings.epochs, batch_size=args.batch_size,
-                             latent_dim=args.latent_dim, loss=args.loss, seed=args.seed,
-                             learning_rate=args.learning_rate, lr_schedule=args.lr_schedule, kl_warmup=args.kl_warmup,
-                             validation_fraction=args.validation_fraction)
-    if args.resume:  # the settings come from the run's record; only --epochs may change
-        settings = None if args.epochs is None else TrainSettings(epochs=args.epochs)
     try:
-        _, record = train_run(out, settings, force=args.force, resume=args.resume, deterministic=args.deterministic,
-                              progress="epoch" if args.quiet else "bar", command=args.command_line)
+        _, record = train_run(out, asked if args.resume else settings, force=args.force, resume=args.resume,
+                              deterministic=args.deterministic, progress="epoch" if args.quiet else "bar",
+                              command=args.command_line)
     except KeyboardInterrupt:
         if (out / CHECKPOINT_DIR / "backup").is_dir():
             print(f"\nInterrupted. The last finished epoch is saved; continue with:\n"
@@ -117,6 +129,15 @@ def run_demo(args):
     return 0
 
 
+def error_line(err):
+    """The one line printed for an error: an OSError names its file and says why."""
+    if isinstance(err, OSError) and err.filename:
+        return f"{err.filename}: {err.strerror}"
+    if isinstance(err, OSError):
+        return err.strerror or str(err)
+    return str(err)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else [str(arg) for arg in argv]
     args = parser().parse_args(argv)
@@ -125,9 +146,8 @@ def main(argv=None):
         return run_demo(args) if args.command == "demo" else run_train(args)
     except KeyboardInterrupt:  # before training started (e.g. while TensorFlow loads): nothing to say
         return 130
-    except (ValueError, OSError) as err:  # DataError, WeightsError and RunFolderError included
+    except (ValueError, OSError) as err:  # DataError, WeightsError, RunFolderError, TrainingDiverged included
         if args.debug:
             raise
-        message = f"cannot write or read {err.filename}: {err.strerror}" if isinstance(err, OSError) and err.filename else err
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {error_line(err)}", file=sys.stderr)
         return 2

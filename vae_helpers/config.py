@@ -1,5 +1,5 @@
 """Settings shared by the package, the CLI and the notebooks: environment switches, the loss presets,
-the settings of a training run, and the one check for counts.
+the settings of a training run, the one check for counts, and the memory limit for user-sized arrays.
 
 Pure Python: importing it (or ``vae_helpers.data``) does not load TensorFlow.
 """
@@ -15,6 +15,20 @@ DATA_ENV = "VAE_HELPERS_DATA"
 QUICK_ENV = "VAE_HELPERS_QUICK"
 #: Where notebooks save what they train (default: ``vae-runs`` in the working directory).
 RUNS_ENV = "VAE_HELPERS_RUNS"
+#: Memory (MB) that one user-sized allocation may take; default DEFAULT_MEMORY_MB.
+MEMORY_ENV = "VAE_HELPERS_MEMORY_MB"
+#: Half of a 2 GB Binder session: TensorFlow, the data and the notebook's own arrays need the other half.
+DEFAULT_MEMORY_MB = 1024
+
+# Memory estimates (bytes), measured with TensorFlow 2.21 on CPU (peak resident memory against size):
+#: one image in a training step of the book's network (activations kept for the backward pass): about 0.55 MB
+TRAIN_BYTES_PER_IMAGE = 600_000
+#: one decoded (code, image) pair while scoring (ELBO, IWAE): tiled images, probabilities, per-pixel terms
+SCORE_BYTES_PER_SAMPLE = 25_000
+#: each parameter of the network while training: weights, gradients and Adam's two moments, float32
+TRAIN_BYTES_PER_PARAMETER = 16
+#: the book's network: 550,629 parameters at latent_dim=2, and 12,610 more per extra latent dimension
+BOOK_PARAMETERS, PARAMETERS_PER_LATENT_DIM = 550_629, 12_610
 
 DEFAULT_LEARNING_RATE = 1e-3
 #: Learning-rate schedules of a training run: constant, or cosine decay to 5% over all its steps.
@@ -37,6 +51,39 @@ def check_count(value, name, minimum=1):
         what = "a positive integer" if minimum == 1 else f"an integer of at least {minimum}"
         raise ValueError(f"{name} must be {what}, got {value!r}")
     return int(value)
+
+
+class MemoryLimitError(ValueError):
+    """A requested array would not fit in the memory of a 2 GB Binder session (see ``check_memory``)."""
+
+
+def memory_limit_bytes():
+    """The most one user-sized allocation may take: ``$VAE_HELPERS_MEMORY_MB`` or 1024 MB."""
+    text = os.environ.get(MEMORY_ENV, "").strip()
+    try:
+        megabytes = float(text) if text else DEFAULT_MEMORY_MB
+    except ValueError:
+        raise ValueError(f"${MEMORY_ENV} must be a number of megabytes, got {text!r}") from None
+    return int(megabytes * 2**20)
+
+
+def check_memory(nbytes, what, fix):
+    """MemoryLimitError if ``what`` would need more than ``memory_limit_bytes()``; the message says how to fix it.
+
+    ``nbytes`` is an estimate (see the constants above); the check protects a 2 GB Binder kernel,
+    which a too-large request would otherwise kill without a word.
+    """
+    limit = memory_limit_bytes()
+    if nbytes > limit:
+        raise MemoryLimitError(f"{what} would need about {nbytes / 2**20:,.0f} MB of memory (an estimate), more than "
+                               f"the {limit / 2**20:,.0f} MB allowed, which keeps a 2 GB Binder session alive; {fix} "
+                               f"(on a bigger machine, raise the limit with ${MEMORY_ENV})")
+
+
+def training_memory(batch_size, latent_dim):
+    """Estimated peak memory (bytes) of training the book's network: its parameters and one batch's activations."""
+    parameters = BOOK_PARAMETERS + PARAMETERS_PER_LATENT_DIM * (latent_dim - 2)
+    return TRAIN_BYTES_PER_PARAMETER * parameters + TRAIN_BYTES_PER_IMAGE * batch_size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +138,8 @@ class TrainSettings:
         check_count(self.batch_size, "--batch-size")
         check_count(self.latent_dim, "--latent-dim")
         check_count(self.seed, "--seed", minimum=0)
+        if self.seed >= 2**32:
+            raise ValueError(f"--seed must be below 2**32 (NumPy's limit), got {self.seed}")
         if not (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate)
                 and self.learning_rate > 0):
             raise ValueError(f"--learning-rate must be a positive number, got {self.learning_rate!r}")
@@ -102,4 +151,9 @@ class TrainSettings:
             raise ValueError(f"--validation-fraction must be in [0, 1), got {self.validation_fraction!r}")
         if self.loss not in PRESETS:
             raise ValueError(f"--loss must be one of {sorted(PRESETS)}, got {self.loss!r}")
+        if not isinstance(self.data, str) or not self.data.strip():
+            raise ValueError(f"--data must be auto, keras, sample or a folder, got {self.data!r}")
+        check_memory(training_memory(self.batch_size, self.latent_dim),
+                     f"training with --batch-size {self.batch_size} and --latent-dim {self.latent_dim}",
+                     "lower --batch-size or --latent-dim")
         return self

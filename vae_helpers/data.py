@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from vae_helpers.config import DATA_ENV
+from vae_helpers.files import read_error
 
 IDX_FILES = {
     "x_train": "train-images-idx3-ubyte",
@@ -148,8 +149,8 @@ def read_idx_bytes(path):
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as handle:
             return handle.read()
-    except FileNotFoundError as err:
-        raise DataError(f"{path}: file not found") from err
+    except (PermissionError, FileNotFoundError, IsADirectoryError) as err:  # the file system's answer, not damage
+        raise DataError(read_error(path, err, "data file")) from err
     except (OSError, EOFError) as err:
         raise DataError(f"{path}: cannot read ({err}); the file is corrupt or truncated") from err
 
@@ -199,6 +200,10 @@ def _read_idx_folder(folder):
                             f"got {images.shape} and {labels.shape}")
         if len(images) != len(labels):
             raise DataError(f"{folder}: {len(images)} {split} images but {len(labels)} labels")
+    train_size, test_size = arrays["x_train"].shape[1:], arrays["x_test"].shape[1:]
+    if train_size != test_size:
+        raise DataError(f"{folder}: the training images are {train_size[0]}x{train_size[1]} pixels but the test images "
+                        f"({IDX_FILES['x_test']}) are {test_size[0]}x{test_size[1]}; both splits must have one image size")
     splits = ((to_images(arrays["x_train"]), arrays["y_train"].astype(np.int64)),
               (to_images(arrays["x_test"]), arrays["y_test"].astype(np.int64)))
     return splits, canonical
@@ -242,6 +247,19 @@ def check_images(x, name="x", image_shape=(28, 28, 1)):
         hint = " (divide uint8 pixels by 255)" if high > 1.0 else ""
         raise ValueError(f"{name} must be in [0, 1], got values from {low:g} to {high:g}{hint}")
     return x
+
+
+def data_digest(splits):
+    """SHA-256 of a data set ``((x_train, y_train), (x_test, y_test))``: its arrays' shapes, dtypes and bytes.
+
+    Recorded with every training run, so that resuming on other data (even of the same size) is refused.
+    """
+    digest = hashlib.sha256()
+    for array in (array for split in splits for array in split):
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape};".encode())
+        digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest()
 
 
 def subset(x, y, per_class, seed=0):

@@ -13,6 +13,7 @@ import numpy as np
 from vae_helpers._tf import keras
 from vae_helpers.config import DEFAULT_LEARNING_RATE, check_convention, check_count, get_preset
 from vae_helpers.data import check_images
+from vae_helpers.files import atomic_write, read_error
 from vae_helpers.losses import VAELoss, posterior_std, reconstruction_loss
 
 layers = keras.layers
@@ -199,30 +200,97 @@ def build_vae(latent_dim=2, loss="elbo", seed=None, compile=True):
 
 
 def save_vae_weights(vae, path):
-    """Save the network's weights without the optimizer's state (a third of the size), for use rather than for resuming."""
+    """Save the network's weights without the optimizer's state (a third of the size), for use rather than for resuming.
+
+    The file is written atomically: a full disk leaves the previous file (if any) as it was.
+    """
     twin = build_vae(vae.latent_dim, vae.preset.name, compile=False)
     twin.set_weights(vae.get_weights())
-    twin.save_weights(path)
+    atomic_write(path, twin.save_weights)
 
 
 class WeightsError(ValueError):
     """A weights file is missing, corrupt or made for a different network."""
 
 
-def load_vae_weights(vae, path):
-    """Load a ``.weights.h5`` file into ``vae``; WeightsError naming the file if it does not fit."""
+OPTIMIZER_GROUP = "optimizer"  # Keras keeps the optimizer's state under this top-level group of a weights file
+
+
+def read_weights_file(path):
+    """Every array of a Keras ``.weights.h5`` file except the optimizer's, as {name: array}; WeightsError if unreadable.
+
+    Reading every array (not only the file's index) is what finds a file cut short or damaged
+    inside its data: HDF5 then fails to read a block, or the values come out NaN or infinite.
+    """
     import h5py
 
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise WeightsError(f"{path}: weights file not found")
-    if not h5py.is_hdf5(path):
+    try:
+        with open(path, "rb") as handle:
+            signature = handle.read(8)
+    except OSError as err:
+        raise WeightsError(read_error(path, err, "weights file")) from err
+    if signature != b"\x89HDF\r\n\x1a\n" and not h5py.is_hdf5(path):
         raise WeightsError(f"{path}: not an HDF5 weights file (truncated, or saved in another format)")
+    arrays = {}
+    try:
+        with h5py.File(path, "r") as handle:
+            handle.visititems(lambda name, item: arrays.__setitem__(name, item[()])
+                              if isinstance(item, h5py.Dataset) and name.split("/")[0] != OPTIMIZER_GROUP else None)
+    except Exception as err:  # h5py reports damage as OSError, KeyError or RuntimeError, depending on where it is
+        raise WeightsError(f"{path}: the file is corrupt or truncated ({str(err).splitlines()[0][:200]}); "
+                           "save or copy it again") from err
+    broken = [name for name, array in arrays.items()
+              if not np.issubdtype(array.dtype, np.number) or not np.all(np.isfinite(array))]
+    if broken:
+        raise WeightsError(f"{path}: {broken[0]} holds NaN, infinite or non-numeric values: the file is damaged, "
+                           "or was saved from a model whose training diverged")
+    return arrays
+
+
+def _twin(vae):
+    """A new, built VAE with the same architecture as ``vae``: weights are loaded into it first."""
+    twin = type(vae).from_config(vae.get_config())
+    twin.build((None, *vae.image_shape))
+    return twin
+
+
+def _check_shapes(vae, arrays, path):
+    """WeightsError unless the file's arrays have exactly the shapes of the network's weights (before any loading)."""
+    expected = sorted(tuple(weight.shape) for weight in vae.weights)
+    got = sorted(tuple(array.shape) for array in arrays.values())
+    if got == expected:
+        return
+    extra = sorted(set(got) - set(expected))
+    missing = sorted(set(expected) - set(got))
+    detail = (f"the file has arrays of shape {extra[:3]} that this network has not"
+              if extra else f"the network has weights of shape {missing[:3]} that the file has not")
+    raise WeightsError(f"{path}: does not fit this VAE (latent_dim={vae.latent_dim}): the file holds {len(got)} "
+                       f"arrays, the network {len(expected)} weights; {detail}. Was it saved from another "
+                       "network (another latent_dim)?")
+
+
+def load_vae_weights(vae, path):
+    """Load a ``.weights.h5`` file into ``vae``; WeightsError naming the file if it does not fit.
+
+    The whole file is checked before anything is assigned: every array is read (a truncated or
+    damaged file fails), their shapes must be the network's, and Keras loads the file into a twin
+    of ``vae`` first, by layer name. Only when all of that succeeds are the weights copied into
+    ``vae``, so a failed load leaves the model exactly as it was. A file whose values were changed
+    but stay finite numbers cannot be told from a good one: the shipped weights carry a SHA-256 for
+    that (``vae_helpers.pretrained``).
+    """
+    path = Path(path)
+    arrays = read_weights_file(path)
+    _check_shapes(vae, arrays, path)
+    twin = _twin(vae)
     problem = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            vae.load_weights(path)
+            twin.load_weights(path)
         except Exception as err:  # Keras reports shape mismatches and bad layouts with several types
             problem = str(err).splitlines()[0]
     # Keras only warns when part of a file is missing and leaves those layers untrained: treat as an error.
@@ -232,4 +300,5 @@ def load_vae_weights(vae, path):
     problem = problem or (skipped[0].splitlines()[0] if skipped else None)
     if problem:
         raise WeightsError(f"{path}: does not fit this VAE (latent_dim={vae.latent_dim}): {problem[:300]}")
+    vae.set_weights(twin.get_weights())
     return vae

@@ -4,12 +4,17 @@ Two models of the book's network, trained with ``python -m vae_helpers train`` o
 a 2-D one (the latent manifold) and a 16-D one (latent arithmetic needs room). The exact command,
 settings, per-epoch history and test scores of each are in ``resources/pretrained/<name>.json``
 (``pretrained_record``). The files hold no optimizer state: they are for use, not for resuming.
+
+Each record also holds the SHA-256 of its weights file, checked on every load: a file damaged on
+disk or in a copy (even where its values stay plausible numbers) is refused with a ``WeightsError``
+that says how to restore it.
 """
 
 import json
 from importlib import resources
 from pathlib import Path
 
+from vae_helpers.files import read_error, sha256_of
 from vae_helpers.models import WeightsError, build_vae, load_vae_weights
 
 SHIPPED = {2: "vae_mnist_z2", 16: "vae_mnist_z16"}
@@ -25,13 +30,44 @@ def _name(latent_dim):
     return SHIPPED[latent_dim]
 
 
+def _restore_hint(path):
+    return (f"restore it: in a clone of the repository 'git checkout -- vae_helpers/resources/pretrained/{path.name}', "
+            "otherwise reinstall the package ('pip install --force-reinstall vae-helpers')")
+
+
 def pretrained_record(latent_dim=2):
-    """The ``run.json`` of a shipped model: command, settings, per-epoch history, test scores."""
-    return json.loads(_resource(f"{_name(latent_dim)}.json").read_text())
+    """The ``run.json`` of a shipped model: command, settings, per-epoch history, test scores, weights SHA-256."""
+    path = _resource(f"{_name(latent_dim)}.json")
+    try:
+        record = json.loads(path.read_text())
+        record["settings"]["latent_dim"], record["weights_sha256"]
+    except OSError as err:
+        raise WeightsError(f"{read_error(path, err, 'record')}; {_restore_hint(path)}") from err
+    except (ValueError, KeyError, TypeError) as err:
+        raise WeightsError(f"{path}: the record of the shipped model is damaged ({type(err).__name__}: {err}); "
+                           f"{_restore_hint(path)}") from err
+    return record
+
+
+def verify_shipped_file(path, sha256):
+    """WeightsError unless the file at ``path`` has the SHA-256 ``sha256`` (what its record says)."""
+    try:
+        found = sha256_of(path)
+    except OSError as err:
+        raise WeightsError(f"{read_error(path, err, 'weights file')}; {_restore_hint(path)}") from err
+    if found != sha256:
+        raise WeightsError(f"{path}: the shipped weights file is damaged: its SHA-256 is {found[:16]}..., "
+                           f"its record says {sha256[:16]}...; {_restore_hint(path)}")
 
 
 def load_pretrained(latent_dim=2):
-    """A compiled VAE (the book's network, ``loss="elbo"``) with the shipped weights for ``latent_dim`` (2 or 16)."""
-    settings = pretrained_record(latent_dim)["settings"]
+    """A compiled VAE (the book's network, ``loss="elbo"``) with the shipped weights for ``latent_dim`` (2 or 16).
+
+    The file's SHA-256 is checked against its record first, so a damaged copy is refused, never loaded.
+    """
+    record = pretrained_record(latent_dim)
+    path = _resource(f"{_name(latent_dim)}.weights.h5")
+    verify_shipped_file(path, record["weights_sha256"])
+    settings = record["settings"]
     vae = build_vae(settings["latent_dim"], settings["loss"], seed=settings["seed"])
-    return load_vae_weights(vae, _resource(f"{_name(latent_dim)}.weights.h5"))
+    return load_vae_weights(vae, path)

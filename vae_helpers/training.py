@@ -3,15 +3,22 @@
 ``train_vae`` trains a VAE. The batch order and the sampling noise of epoch ``e`` depend only on
 ``(seed, e)``, so a run that is interrupted and resumed from the last epoch that
 ``keras.callbacks.BackupAndRestore`` saved ends with exactly the weights of an uninterrupted run.
-After each epoch the validation images are scored with the ELBO, ``ModelCheckpoint`` keeps the
-best weights and ``CSVLogger`` records the epoch.
+After each epoch the validation images are scored with the ELBO, the best weights are kept and the
+epoch's metrics are added to ``history.csv``. Every file is written atomically (a temporary file,
+then a rename), so a crash or a full disk never leaves half a checkpoint. A NaN or infinite loss
+stops training at once with ``TrainingDiverged``.
 
 ``train_run`` is what ``python -m vae_helpers train`` runs: data, run folder, ``run.json``, figures.
+Everything it is given (settings, data, the run folder, the checkpoint to resume) is checked before
+it writes or deletes anything; a run that fails later says so in its ``run.json`` ("failed",
+"diverged" or "interrupted", with the error) and keeps what the record held before.
 """
 
 import csv
 import dataclasses
+import io
 import json
+import math
 import os
 import platform
 import shutil
@@ -22,10 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from vae_helpers._tf import keras, set_seed, tf
-from vae_helpers.config import TrainSettings, check_count
-from vae_helpers.data import check_images, load_mnist
+from vae_helpers.config import TrainSettings, check_count, check_memory, training_memory
+from vae_helpers.data import DataError, check_images, data_digest, load_mnist
 from vae_helpers.evaluation import elbo, knn_latent_accuracy
-from vae_helpers.models import build_vae, save_vae_weights
+from vae_helpers.files import atomic_write, copy_file, read_error, sha256_of, write_json
+from vae_helpers.models import IMAGE_SHAPE, WeightsError, _check_shapes, build_vae, read_weights_file, save_vae_weights
 
 WEIGHTS_FILE = "weights.weights.h5"
 RECORD_FILE = "run.json"
@@ -35,10 +43,17 @@ BEST_FILE = "best.weights.h5"
 BACKUP_DIR = "backup"
 VALIDATION_SAMPLES = 4  # z draws per image when scoring the validation ELBO each epoch
 PROGRESS = ("bar", "epoch", None)
+FIGURES = ("history.png", "manifold.png", "latent.png")
+#: The only setting a resumed run may change (to go on for more epochs); the others must stay as recorded.
+RESUMABLE = ("epochs",)
 
 
 class RunFolderError(ValueError):
     """A run folder cannot be used as asked (it exists, or there is nothing to resume)."""
+
+
+class TrainingDiverged(ValueError):
+    """The loss became NaN or infinite: training stopped before the weights were used for anything."""
 
 
 def epoch_order(n, seed, epoch):
@@ -118,6 +133,83 @@ class ValidationELBO(keras.callbacks.Callback):
         logs["val_elbo"] = elbo(self.model, self.x_val, n_samples=VALIDATION_SAMPLES, seed=self.seed)
 
 
+class StopOnDivergence(keras.callbacks.Callback):
+    """Raises TrainingDiverged as soon as a batch's loss is NaN or infinite.
+
+    Keras' ``TerminateOnNaN`` only asks ``fit`` to stop after the batch, so the end-of-epoch
+    callbacks (the validation ELBO, the checkpoints) would still run on the broken weights.
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = float((logs or {}).get("loss", 0.0))
+        if not math.isfinite(loss):
+            raise TrainingDiverged(f"the loss became {loss} in epoch {self.epoch + 1}, batch {batch + 1}: "
+                                   "training diverged; lower the learning rate")
+
+
+class BestWeights(keras.callbacks.Callback):
+    """Saves the weights (atomically) after each epoch whose validation ELBO beats every earlier one.
+
+    Does what ``ModelCheckpoint(monitor="val_elbo", mode="max", save_best_only=True)`` does, except that
+    a failed save leaves the previous best file whole.
+    """
+
+    def __init__(self, path, best=None):
+        super().__init__()
+        self.path, self.best = Path(path), best
+
+    def on_epoch_end(self, epoch, logs=None):
+        score = (logs or {}).get("val_elbo")
+        if score is not None and (self.best is None or score > self.best):
+            atomic_write(self.path, lambda tmp: self.model.save_weights(tmp, overwrite=True))
+            self.best = score
+
+
+class HistoryCSV(keras.callbacks.Callback):
+    """Adds each epoch's metrics to a CSV file in ``CSVLogger``'s format, rewriting the file atomically.
+
+    ``CSVLogger`` appends to an open file, so a full disk can leave half a row, which the next
+    resumed epoch would then be glued to.
+    """
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = Path(path)
+
+    def on_epoch_end(self, epoch, logs=None):
+        text = self.path.read_text() if self.path.is_file() else ""
+        fields = next(csv.reader([text.splitlines()[0]])) if text.strip() else ["epoch", *sorted(logs)]
+        row = {"epoch": epoch, **{key: logs.get(key, "NA") for key in fields if key != "epoch"}}
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
+        if not text.strip():
+            writer.writeheader()
+        writer.writerow(row)
+        atomic_write(self.path, lambda tmp: Path(tmp).write_text(text + buffer.getvalue()))
+
+
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras' ``BackupAndRestore`` whose backups are written atomically.
+
+    Keras writes ``latest.weights.h5`` and ``training_metadata.json`` in place; a crash or a full
+    disk in the middle leaves a broken backup. Here each file is written to a temporary file and
+    renamed, and the previous state is kept beside it (``double_checkpoint``).
+    """
+
+    def _save_model(self):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        if self.double_checkpoint:
+            for current, previous in ((self._weights_path, self._prev_weights_path),
+                                      (self._training_metadata_path, self._prev_training_metadata_path)):
+                if os.path.exists(current):
+                    copy_file(current, previous)
+        atomic_write(self._weights_path, lambda tmp: self.model.save_weights(tmp, overwrite=True))
+        write_json(self._training_metadata_path, {"epoch": self._current_epoch, "batch": self._last_batch_seen})
+
+
 class EpochLine(keras.callbacks.Callback):
     """One line per epoch, in nats per image (Keras' own one-line mode prints negative numbers as 1e+02)."""
 
@@ -133,16 +225,29 @@ class EpochLine(keras.callbacks.Callback):
 
 
 def read_history(path):
-    """The per-epoch metrics that ``CSVLogger`` wrote, as a dict of lists (the last row of a repeated epoch wins)."""
-    if not Path(path).is_file():
+    """The per-epoch metrics in a ``history.csv``, as a dict of lists (the last row of a repeated epoch wins).
+
+    A missing file is an empty history; a file that is not such a CSV is a RunFolderError naming it.
+    """
+    path = Path(path)
+    if not path.is_file():
         return {}
-    with open(path, newline="") as handle:
-        rows = {int(row.pop("epoch")): row for row in csv.DictReader(handle)}
-    epochs = sorted(rows)
-    return {key: [_number(rows[e][key]) for e in epochs] for key in (rows[epochs[0]] if epochs else {})}
+    try:
+        with open(path, newline="") as handle:
+            rows = {int(row.pop("epoch")): row for row in csv.DictReader(handle)}
+        epochs = sorted(rows)
+        return {key: [_number(rows[e][key]) for e in epochs] for key in (rows[epochs[0]] if epochs else {})}
+    except OSError as err:
+        raise RunFolderError(read_error(path, err, "history file")) from err
+    except (KeyError, ValueError, TypeError) as err:
+        raise RunFolderError(f"{path}: not a training history (a CSV with an 'epoch' column and one row of numbers "
+                             f"per epoch): {type(err).__name__}: {err}. The run cannot be resumed from it; "
+                             "start again with --force") from err
 
 
 def _number(text):
+    if text is None:
+        raise ValueError("a row has fewer values than the header")
     return np.nan if text in ("", "NA") else float(text)  # CSVLogger writes NA for a missing value
 
 
@@ -160,40 +265,38 @@ def train_vae(vae, x_train, epochs, batch_size=16, x_val=None, seed=0, progress=
     ``checkpoint_dir`` the run is backed up after every epoch, and a later call with that folder
     continues it from the last finished epoch (or extends a finished run). ``kl_warmup`` epochs of
     KL warm-up raise the KL's weight from near 0 to 1 (the validation ELBO always weighs it fully).
-    ``callbacks`` are passed on to ``fit``.
+    ``callbacks`` are passed on to ``fit``. A NaN or infinite loss raises ``TrainingDiverged`` at once.
     """
     x_train = check_images(x_train, "x_train", vae.image_shape)
     x_val = None if x_val is None else check_images(x_val, "x_val", vae.image_shape)
     epochs, batch_size = check_count(epochs, "epochs"), check_count(batch_size, "batch_size")
     if progress not in PROGRESS:
         raise ValueError(f"progress must be 'bar', 'epoch' or None, got {progress!r}")
+    check_memory(training_memory(batch_size, vae.latent_dim), f"training with batch_size={batch_size}",
+                 "lower batch_size")
     if getattr(vae, "optimizer", None) is None:
         vae.compile()
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(checkpoint_dir or scratch)
         folder.mkdir(parents=True, exist_ok=True)
         batches = EpochBatches(x_train, batch_size, seed)
-        own = [EpochSeeds(batches, seed), keras.callbacks.TerminateOnNaN()]
+        own = [EpochSeeds(batches, seed), StopOnDivergence()]
         if kl_warmup:
             own.append(KLWarmup(kl_warmup, batches.steps))
         if x_val is not None:
             best_so_far = max(read_history(folder / HISTORY_FILE).get("val_elbo", []), default=None)
-            own += [ValidationELBO(x_val, seed),
-                    keras.callbacks.ModelCheckpoint(folder / BEST_FILE, monitor="val_elbo", mode="max",
-                                                    save_best_only=True, save_weights_only=True,
-                                                    initial_value_threshold=best_so_far)]
-        own.append(keras.callbacks.CSVLogger(folder / HISTORY_FILE, append=True))
+            own += [ValidationELBO(x_val, seed), BestWeights(folder / BEST_FILE, best_so_far)]
+        own.append(HistoryCSV(folder / HISTORY_FILE))
         if checkpoint_dir is not None:  # last, so that the backup never runs ahead of the history
-            own.append(keras.callbacks.BackupAndRestore(folder / BACKUP_DIR, double_checkpoint=True,
-                                                        delete_checkpoint=False))
+            own.append(AtomicBackupAndRestore(folder / BACKUP_DIR, double_checkpoint=True, delete_checkpoint=False))
         if progress == "epoch":
             own.append(EpochLine())
         vae.fit(batches, epochs=epochs, steps_per_epoch=batches.steps, shuffle=False, verbose=int(progress == "bar"),
                 callbacks=own + list(callbacks))
         history = read_history(folder / HISTORY_FILE)
         if not np.all(np.isfinite(history.get("loss", [np.nan]))):
-            raise ValueError(f"the loss became {history.get('loss', [np.nan])[-1]} in epoch {len(history.get('loss', []))}: "
-                             "training diverged; lower the learning rate")
+            raise TrainingDiverged(f"the loss became {history.get('loss', [np.nan])[-1]} in epoch "
+                                   f"{len(history.get('loss', []))}: training diverged; lower the learning rate")
         if (folder / BEST_FILE).is_file():
             vae.load_weights(folder / BEST_FILE)
     vae.vae_loss.kl_weight.assign(1.0)  # the best epoch may fall in the warm-up; the model is used at full weight
@@ -219,23 +322,6 @@ def fit_autoencoder(autoencoder, x_train, epochs, batch_size=64, seed=0, x_val=N
                            verbose=0, callbacks=list(callbacks))
 
 
-def _atomic(path, write):
-    """Call ``write(tmp_path)`` then rename onto ``path``, so a crash never leaves half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".partial-{os.getpid()}-{path.name}")
-    try:
-        write(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def write_json(path, data):
-    """Write JSON atomically."""
-    _atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2) + "\n"))
-
-
 def split_validation(x, fraction, seed):
     """Hold out ``fraction`` of the training images (fixed by ``seed``) for model selection."""
     if not 0.0 <= fraction < 1.0:
@@ -251,6 +337,9 @@ def versions():
             "keras": keras.__version__, "numpy": np.__version__}
 
 
+# --- Run folders: check everything, then write ----------------------------------------------------
+
+
 def read_record(out):
     """The ``run.json`` of a run folder, or RunFolderError naming the file and what is wrong."""
     path = Path(out) / RECORD_FILE
@@ -259,16 +348,95 @@ def read_record(out):
     try:
         record = json.loads(path.read_text())
         TrainSettings(**record["settings"])
+    except OSError as err:
+        raise RunFolderError(read_error(path, err, "run record")) from err
     except (ValueError, KeyError, TypeError) as err:
         raise RunFolderError(f"{path}: not a readable run record ({type(err).__name__}: {err})") from err
     return record
 
 
-def _prepare_folder(out, force, resume):
-    """Make sure ``out`` may be written: new, or resumed, or explicitly replaced with ``force``.
+def _flag(field):
+    return "--" + field.replace("_", "-")
+
+
+def _same_setting(field, asked, saved):
+    """Whether a flag given on resume says the same as the record (data folders compared as resolved paths)."""
+    if asked == saved:
+        return True
+    if field == "data" and os.path.isdir(str(asked)) and os.path.isdir(str(saved)):
+        return os.path.realpath(asked) == os.path.realpath(saved)
+    return False
+
+
+def resume_settings(out, saved, asked, done):
+    """The settings of a resumed run: the recorded ones, with a new ``epochs`` if asked (no fewer than ``done``).
+
+    ``asked`` holds the settings given again on resume (a dict, or a TrainSettings whose every field
+    counts); any of them but ``epochs`` that differs from the record is refused, naming its flag.
+    """
+    asked = dataclasses.asdict(asked) if isinstance(asked, TrainSettings) else dict(asked or {})
+    fields = [field.name for field in dataclasses.fields(TrainSettings)]
+    unknown = sorted(set(asked) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown settings {unknown}; the settings are {fields}")
+    for field in fields:
+        if field in asked and field not in RESUMABLE and not _same_setting(field, asked[field], saved[field]):
+            raise RunFolderError(f"{_flag(field)} {asked[field]} differs from this run's {saved[field]!r} "
+                                 f"(in {Path(out) / RECORD_FILE}): a resumed run keeps its settings, only --epochs "
+                                 f"may grow. Drop {_flag(field)}, or start a new run with another --out")
+    settings = TrainSettings(**{**saved, **{key: asked[key] for key in RESUMABLE if key in asked}})
+    check_count(settings.epochs, "--epochs")
+    if settings.epochs < done:
+        raise RunFolderError(f"--epochs {settings.epochs} is fewer than the {done} epochs this run has already "
+                             f"trained; resume with --epochs {done} or more (or without --epochs to finish "
+                             f"the {saved['epochs']} recorded)")
+    return settings
+
+
+def _read_backup_state(weights, metadata):
+    """(epoch, model arrays) of one backed-up training state; WeightsError or ValueError if it is damaged."""
+    try:
+        state = json.loads(Path(metadata).read_text())
+        epoch = state["epoch"]
+    except OSError as err:
+        raise ValueError(read_error(metadata, err, "checkpoint file")) from err
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{metadata}: damaged ({type(err).__name__}: {err})") from err
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
+        raise ValueError(f"{metadata}: damaged (epoch {epoch!r} is not a positive whole number)")
+    return epoch, read_weights_file(weights)
+
+
+def find_backup(out):
+    """The training state a resumed run starts from: (epoch, model arrays, previous), or RunFolderError naming the files.
+
+    ``BackupAndRestore`` keeps the last epoch's state and the one before (``.bkp``). If the last is
+    damaged the one before is used (``previous`` is True) and that epoch is trained again.
+    """
+    backup = Path(out) / CHECKPOINT_DIR / BACKUP_DIR
+    latest = (backup / "latest.weights.h5", backup / "training_metadata.json")
+    earlier = tuple(Path(f"{path}.bkp") for path in latest)
+    problems = []
+    for paths, previous in ((latest, False), (earlier, True)):
+        if not all(path.is_file() for path in paths):
+            problems.append(f"{paths[0].name} or {paths[1].name} is missing")
+            continue
+        try:
+            return (*_read_backup_state(*paths), previous)
+        except (WeightsError, ValueError) as err:
+            problems.append(str(err))
+    raise RunFolderError(f"{backup}: no usable checkpoint to resume from ({'; '.join(problems)}). The run cannot "
+                         f"continue; what it finished is in {RECORD_FILE}. Start again with --force")
+
+
+def _check_folder(out, force, resume):
+    """RunFolderError unless ``out`` may be used as asked; checks only, writes and deletes nothing.
 
     ``force`` replaces only the files a run writes, and only in a folder that holds a run.
     """
+    if force and resume:
+        raise RunFolderError("--force and --resume cannot be combined: --resume continues the run in --out, "
+                             "--force replaces it")
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"{out} exists and is not a folder")
     if resume:
@@ -283,8 +451,39 @@ def _prepare_folder(out, force, resume):
         if not (out / RECORD_FILE).is_file():
             raise RunFolderError(f"{out} holds files but no {RECORD_FILE}, so it is not a run folder; "
                                  "--force only replaces runs: choose another --out")
-        shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
+
+
+def _remove_run_files(out):
+    """Delete what an earlier run wrote into ``out`` (for --force; everything has been checked by now)."""
+    shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
+    for name in (WEIGHTS_FILE, *FIGURES):
+        (out / name).unlink(missing_ok=True)
+
+
+def _check_data(settings, splits):
+    """Split off the validation images; ValueError naming --data or --validation-fraction if the data cannot train this network."""
+    (x_train, _), (x_test, _) = splits
+    for split, images in (("training", x_train), ("test", x_test)):
+        if images.shape[1:] != IMAGE_SHAPE:
+            raise DataError(f"--data {settings.data}: the {split} images are {'x'.join(map(str, images.shape[1:3]))} "
+                            f"pixels, but the network reads {IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]} images")
+    x_fit, x_val = split_validation(x_train, settings.validation_fraction, settings.seed)
+    if len(x_fit) == 0:
+        raise ValueError(f"--validation-fraction {settings.validation_fraction} holds out all {len(x_train)} "
+                         "training images and leaves none to train on; lower it (the default is 0.1)")
+    return x_fit, x_val
+
+
+def _check_same_data(out, saved, sizes, digest, settings):
+    """RunFolderError unless the data of a resumed run is the data it was trained on (SHA-256, or sizes in old records)."""
+    recorded = saved.get("data_sha256")
+    if recorded is not None and recorded != digest:
+        raise RunFolderError(f"{out}: this run was trained on data with SHA-256 {recorded[:16]}..., but --data "
+                             f"{settings.data!r} now gives data with SHA-256 {digest[:16]}... ({sizes}); "
+                             "resume with the same data")
+    if recorded is None and saved.get("data") != sizes:
+        raise RunFolderError(f"{out}: this run was trained on {saved.get('data')} images but --data "
+                             f"{settings.data!r} now gives {sizes}; resume with the same data")
 
 
 def save_figures(vae, out, x_test, y_test, history):
@@ -310,7 +509,7 @@ def save_figures(vae, out, x_test, y_test, history):
         figures["latent.png"] = draw(plot_latent_scatter, encode(vae, x_test), y_test)
     paths = []
     for name, fig in figures.items():
-        _atomic(Path(out) / name, lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
+        atomic_write(Path(out) / name, lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
         paths.append(Path(out) / name)
     return paths
 
@@ -323,51 +522,103 @@ def learning_rate(settings, n_train):
     return keras.optimizers.schedules.CosineDecay(settings.learning_rate, decay_steps=steps, alpha=0.05)
 
 
+def _record_failure(out, record, status, err):
+    """Write ``record`` with ``status`` and the error, keeping all it held; a failure to write is not allowed to hide ``err``."""
+    message = "interrupted (Ctrl-C)" if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}"
+    try:
+        write_json(out / RECORD_FILE, {**record, "status": status, "error": message})
+    except OSError:
+        pass
+
+
 def train_run(out, settings=None, force=False, resume=False, progress="bar", deterministic=False, command=None,
               log=print):
     """Train a VAE into the run folder ``out`` (weights, ``run.json``, figures); return (vae, record).
 
-    A folder that already holds files is only replaced with ``force``; ``resume`` continues the
-    run saved there from its last completed epoch, with the settings stored in its ``run.json``
-    (``settings.epochs`` may extend it). ``deterministic`` turns on TensorFlow's deterministic
-    kernels for this process (see ``set_seed``). ``command`` (the command line) is kept in the record.
+    A folder that already holds files is only replaced with ``force``. ``resume`` continues the run
+    saved there from its last completed epoch, with the settings stored in its ``run.json``:
+    ``settings`` (a dict of the settings given again, or a TrainSettings) may raise ``epochs``; any
+    other setting must equal the record's, and the data must have the recorded SHA-256.
+    ``deterministic`` turns on TensorFlow's deterministic kernels for this process (see ``set_seed``).
+    ``command`` (the command line) is kept in the record: a resume adds its own to ``resumes``.
+
+    Everything is checked before anything is written or deleted. Once training has started, a
+    failure is recorded in ``run.json`` ("failed", "diverged" or "interrupted", and the error),
+    which keeps everything it held before.
     """
     out = Path(out)
+    if progress not in PROGRESS:
+        raise ValueError(f"progress must be 'bar', 'epoch' or None, got {progress!r}")
+    saved = read_record(out) if resume and not force else None
+    _check_folder(out, force, resume)
     if resume:
-        saved = read_record(out)
-        extra = {"epochs": settings.epochs} if settings else {}
-        settings = TrainSettings(**{**saved["settings"], **extra})
+        read_history(out / CHECKPOINT_DIR / HISTORY_FILE)  # a damaged history is refused before anything is written
+        done, backup, previous = find_backup(out)
+        settings = resume_settings(out, saved["settings"], settings, done)
+    elif isinstance(settings, dict):
+        settings = TrainSettings(**settings)
     settings = (settings or TrainSettings()).validate()
-    _prepare_folder(out, force, resume)
-    set_seed(settings.seed, deterministic=deterministic)
-    (x_train, y_train), (x_test, y_test) = load_mnist(settings.data)
-    x_fit, x_val = split_validation(x_train, settings.validation_fraction, settings.seed)
+    splits = load_mnist(settings.data)
+    (x_train, y_train), (x_test, y_test) = splits
+    x_fit, x_val = _check_data(settings, splits)
     sizes = {"train": len(x_fit), "validation": 0 if x_val is None else len(x_val), "test": len(x_test)}
+    digest = data_digest(splits)
     if resume:
-        if saved.get("data") != sizes:
-            raise RunFolderError(f"{out}: this run was trained on {saved.get('data')} images but --data "
-                                 f"{settings.data!r} now gives {sizes}; resume with the same data")
-        done = len(read_history(out / CHECKPOINT_DIR / HISTORY_FILE).get("loss", []))
-        log(f"Resuming {out} after epoch {done} of {settings.epochs}.")
+        _check_same_data(out, saved, sizes, digest, settings)
+    set_seed(settings.seed, deterministic=deterministic)
     vae = build_vae(settings.latent_dim, settings.loss, seed=settings.seed, compile=False)
     vae.compile(keras.optimizers.Adam(learning_rate(settings, len(x_fit))))
-    record = {"command": command or (saved.get("command") if resume else None), "settings": dataclasses.asdict(settings),
-              "status": "running", "versions": versions(), "data": sizes}
+    if resume:
+        try:
+            _check_shapes(vae, backup, out / CHECKPOINT_DIR / BACKUP_DIR)
+        except WeightsError as err:
+            raise RunFolderError(f"{err} The settings in {out / RECORD_FILE} no longer match the checkpoint "
+                                 "(was the file edited?)") from err
+    # Everything is checked: from here on the folder is written.
+    if resume:
+        if previous:
+            backup_dir = out / CHECKPOINT_DIR / BACKUP_DIR
+            for name in ("latest.weights.h5", "training_metadata.json"):
+                copy_file(backup_dir / f"{name}.bkp", backup_dir / name)
+            log(f"The last checkpoint in {backup_dir} is damaged; resuming from the one before (epoch {done}).")
+        log(f"Resuming {out} after epoch {done} of {settings.epochs}.")
+        record = {key: value for key, value in saved.items() if key != "error"}
+        record["resumes"] = [*saved.get("resumes", []), {"command": command, "epochs": settings.epochs}]
+        record["status"] = "running"
+    else:
+        if force:
+            _remove_run_files(out)
+        out.mkdir(parents=True, exist_ok=True)
+        record = {"command": command, "settings": dataclasses.asdict(settings), "status": "running",
+                  "versions": versions(), "data": sizes, "data_sha256": digest}
     write_json(out / RECORD_FILE, record)
     started = time.perf_counter()
-    history = train_vae(vae, x_fit, settings.epochs, settings.batch_size, x_val=x_val, seed=settings.seed,
-                        progress=progress, checkpoint_dir=out / CHECKPOINT_DIR, kl_warmup=settings.kl_warmup)
-    _atomic(out / WEIGHTS_FILE, lambda tmp: save_vae_weights(vae, tmp))
-    record.update({
-        "status": "finished",
-        "history": history,
-        "best_epoch": best_epoch(history),
-        "best_val_elbo": max(history["val_elbo"]) if history.get("val_elbo") else None,
-        "test_elbo": elbo(vae, x_test, n_samples=8, seed=settings.seed),
-        "knn_accuracy": knn_latent_accuracy(vae, x_train, y_train, x_test, y_test),
-        "train_seconds_this_session": time.perf_counter() - started,
-    })
-    write_json(out / RECORD_FILE, record)  # the scores are safe before any figure is drawn
-    record["files"] = [WEIGHTS_FILE, RECORD_FILE] + [p.name for p in save_figures(vae, out, x_test, y_test, history)]
-    write_json(out / RECORD_FILE, record)
+    try:
+        history = train_vae(vae, x_fit, settings.epochs, settings.batch_size, x_val=x_val, seed=settings.seed,
+                            progress=progress, checkpoint_dir=out / CHECKPOINT_DIR, kl_warmup=settings.kl_warmup)
+        atomic_write(out / WEIGHTS_FILE, lambda tmp: save_vae_weights(vae, tmp))
+        record.update({
+            "settings": dataclasses.asdict(settings), "versions": versions(), "data": sizes, "data_sha256": digest,
+            "status": "finished",
+            "history": history,
+            "best_epoch": best_epoch(history),
+            "best_val_elbo": max(history["val_elbo"]) if history.get("val_elbo") else None,
+            "test_elbo": elbo(vae, x_test, n_samples=8, seed=settings.seed),
+            "knn_accuracy": knn_latent_accuracy(vae, x_train, y_train, x_test, y_test),
+            "train_seconds_this_session": time.perf_counter() - started,
+            "weights_sha256": sha256_of(out / WEIGHTS_FILE),
+        })
+        write_json(out / RECORD_FILE, record)  # the scores are safe before any figure is drawn
+        files = [WEIGHTS_FILE, RECORD_FILE] + [p.name for p in save_figures(vae, out, x_test, y_test, history)]
+        write_json(out / RECORD_FILE, {**record, "files": files})
+    except TrainingDiverged as err:
+        _record_failure(out, record, "diverged", err)
+        raise
+    except KeyboardInterrupt as err:
+        _record_failure(out, record, "interrupted", err)
+        raise
+    except Exception as err:
+        _record_failure(out, record, "failed", err)
+        raise
+    record["files"] = files
     return vae, record
