@@ -31,6 +31,8 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
+from vae_helpers.files import atomic_write, write_json  # pure Python: no TensorFlow in this process
+
 REPO = Path(__file__).resolve().parent.parent
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 USAGE_PROBE = ("import json, resource, sys\n"
@@ -62,9 +64,26 @@ def strip_widgets(notebook):
     return notebook
 
 
+class NotANotebook(ValueError):
+    """A file given to run is not a readable Jupyter notebook."""
+
+
+def read_notebook(path):
+    """The notebook at ``path`` (nbformat 4), or NotANotebook naming the file and what is wrong."""
+    try:
+        notebook = nbformat.read(path, as_version=4)
+        nbformat.validate(notebook)
+    except OSError as err:
+        raise NotANotebook(f"{path}: cannot read it ({err.strerror or err})") from err
+    except Exception as err:  # nbformat raises JSON, validation and version errors of several types
+        raise NotANotebook(f"{path}: not a Jupyter notebook ({type(err).__name__}: "
+                           f"{str(err).splitlines()[0][:200]})") from err
+    return notebook
+
+
 def execute(path, timeout=3600, measure=False, allow_errors=False, kernel_name="python3"):
     """Run one notebook top to bottom in a new kernel; return (executed notebook, usage dict or None)."""
-    notebook = nbformat.read(path, as_version=4)
+    notebook = read_notebook(path)
     if measure:
         notebook.cells.append(nbformat.v4.new_code_cell(USAGE_PROBE))
     client = NotebookClient(notebook, timeout=timeout, kernel_name=kernel_name, allow_errors=allow_errors,
@@ -94,6 +113,11 @@ def main(argv=None):
     missing = [str(p) for p in paths if not p.is_file()]
     if missing or not paths:
         sys.exit(f"run_notebooks: no such notebook: {', '.join(missing) or 'notebooks/NN_*.ipynb'}")
+    for path in paths:  # every file is checked before the first one runs
+        try:
+            read_notebook(path)
+        except NotANotebook as err:
+            sys.exit(f"run_notebooks: {err}")
     if args.quick:
         os.environ["VAE_HELPERS_QUICK"] = "1"
     else:
@@ -112,15 +136,15 @@ def main(argv=None):
             return 1
         seconds = time.perf_counter() - started
         if not args.no_save:
-            nbformat.write(notebook, path)
+            atomic_write(path, lambda tmp, notebook=notebook: nbformat.write(notebook, tmp))
         results[path.name] = {"seconds": round(seconds, 1), **(usage or {})}
         measured = f", {usage['cpu_seconds']:.0f} CPU-s, peak {usage['peak_rss_mb']:.0f} MB" if usage else ""
         print(f"  ok in {seconds:.0f} s{measured}{'' if args.no_save else ' (outputs saved)'}", flush=True)
     if args.measure:
         args.measure.parent.mkdir(parents=True, exist_ok=True)
-        args.measure.write_text(json.dumps({
+        write_json(args.measure, {
             "mode": mode, "data": data, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
-            "date": time.strftime("%Y-%m-%d %H:%M %z"), "notebooks": results}, indent=2) + "\n")
+            "date": time.strftime("%Y-%m-%d %H:%M %z"), "notebooks": results})
         print(f"measurements written to {args.measure}")
     return 0
 

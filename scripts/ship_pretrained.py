@@ -11,7 +11,6 @@ classifier on pixels sees in the 15 x 15 manifold and in 1,000 samples from the 
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -20,7 +19,8 @@ import numpy as np
 
 from vae_helpers import data, evaluation, latent, plotting, pretrained
 from vae_helpers.models import build_vae, load_vae_weights
-from vae_helpers.training import RECORD_FILE, WEIGHTS_FILE, write_json
+from vae_helpers.files import copy_file, sha256_of, write_json
+from vae_helpers.training import RECORD_FILE, WEIGHTS_FILE
 
 RESOURCES = Path(pretrained.__file__).parent / "resources" / "pretrained"
 
@@ -58,6 +58,9 @@ def main(argv=None):
     if record.get("status") != "finished":
         sys.exit(f"ship_pretrained: {args.run} holds no finished run")
     settings = record["settings"]
+    recorded = record.get("weights_sha256")
+    if recorded and sha256_of(args.run / WEIGHTS_FILE) != recorded:
+        sys.exit(f"ship_pretrained: {args.run / WEIGHTS_FILE} no longer has the SHA-256 its run.json recorded")
     vae = load_vae_weights(build_vae(settings["latent_dim"], settings["loss"], seed=settings["seed"]),
                            args.run / WEIGHTS_FILE)
     if args.mnist != "keras" and not data.is_canonical_mnist(args.mnist):
@@ -65,7 +68,9 @@ def main(argv=None):
     mnist = data.load_mnist(args.mnist)
     record.update(scores(vae, mnist, args.k))
     name = pretrained.SHIPPED[settings["latent_dim"]]
-    shutil.copy(args.run / WEIGHTS_FILE, RESOURCES / f"{name}.weights.h5")
+    target = RESOURCES / f"{name}.weights.h5"
+    copy_file(args.run / WEIGHTS_FILE, target)
+    record["weights_sha256"] = sha256_of(target)  # checked by load_pretrained on every load
     write_json(RESOURCES / f"{name}.json", record)
     print(json.dumps({key: record[key] for key in ("command", "test_elbo", "iwae_nll", "knn_accuracy", "active_units")
                       if key in record}, indent=1))

@@ -8,7 +8,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from vae_helpers._tf import keras
-from vae_helpers.config import check_count
+from vae_helpers.config import SCORE_BYTES_PER_SAMPLE, check_count, check_memory, memory_limit_bytes
 from vae_helpers.data import check_images
 from vae_helpers.latent import decode, encode
 from vae_helpers.losses import kl_divergence, posterior_log_var, reconstruction_loss
@@ -45,6 +45,12 @@ def _sampled_batches(vae, x, n_samples, batch_size, seed):
     """For each batch of ``x``: its posterior (mean, log-variance), the noise ``eps`` (n_samples, batch, d),
     the codes ``z = mean + sigma * eps`` and log p(x|z) for every code (n_samples, batch)."""
     x = check_images(x, "x", _image_shape(vae))
+    batch_size = check_count(batch_size, "batch_size")
+    per_batch = n_samples * min(batch_size, len(x))
+    fits = max(1, memory_limit_bytes() // (SCORE_BYTES_PER_SAMPLE * n_samples))
+    check_memory(SCORE_BYTES_PER_SAMPLE * per_batch,
+                 f"{n_samples} samples for each of {min(batch_size, len(x))} images at a time ({per_batch:,} decoded)",
+                 f"lower batch_size to {fits} or fewer, or use fewer samples")
     rng = np.random.default_rng(seed)
     for start in range(0, len(x), batch_size):
         xb = x[start:start + batch_size]
@@ -113,7 +119,9 @@ def classify_digits(images, x_train, y_train, k=3, batch_size=100):
     digit a decoded image looks most like. Each batch of ``batch_size`` images holds a few
     (batch_size, len(x_train)) arrays: about 100 MB at 100 images against 60,000 digits.
     """
-    k = check_count(k, "k")
+    k, batch_size = check_count(k, "k"), check_count(batch_size, "batch_size")
+    check_memory(3 * 4 * batch_size * len(x_train), f"comparing {batch_size} images at a time with {len(x_train):,} "
+                 "training digits", "lower batch_size")
     train = np.asarray(x_train, np.float32).reshape(len(x_train), -1)
     images = np.asarray(images, np.float32).reshape(len(images), -1)
     if images.shape[1] != train.shape[1]:

@@ -15,10 +15,12 @@ import weakref
 import numpy as np
 
 from vae_helpers._tf import keras, tf
-from vae_helpers.config import check_count
+from vae_helpers.config import check_count, check_memory
 from vae_helpers.data import check_images
 
 _COMPILED_DECODERS = weakref.WeakKeyDictionary()
+#: Decoder activations per image of a batch (the transposed convolution's 28x28x32 map and its neighbours)
+DECODE_BATCH_BYTES_PER_IMAGE = 150_000
 
 
 def _decoder_of(model):
@@ -68,6 +70,10 @@ def decode(model, z, batch_size=1024):
     """
     decoder = _decoder_of(model)
     z, single = check_codes(z, latent_dim_of(decoder))
+    batch_size = check_count(batch_size, "batch_size")
+    image_bytes = 4 * int(np.prod(decoder.output_shape[1:]))
+    check_memory(2 * image_bytes * len(z) + DECODE_BATCH_BYTES_PER_IMAGE * min(batch_size, len(z)),
+                 f"decoding {len(z):,} codes", "decode fewer codes at a time")
     fn = _compiled(decoder)
     images = np.concatenate([fn(tf.constant(z[i:i + batch_size])).numpy()
                              for i in range(0, len(z), batch_size)])

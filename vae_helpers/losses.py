@@ -56,11 +56,30 @@ def reconstruction_loss(x, x_decoded):
     return ops.sum(pixel_cross_entropy(x, x_decoded), axis=-1)
 
 
+def _as_float(x, name):
+    """``x`` as floats: whole numbers and booleans are converted to ``keras.config.floatx()``, anything else is refused."""
+    if not hasattr(x, "dtype"):
+        x = np.asarray(x)
+    try:
+        dtype = keras.backend.standardize_dtype(x.dtype)
+    except ValueError:  # strings, objects
+        dtype = str(x.dtype)
+    if "float" in dtype:
+        return x
+    if dtype == "bool" or "int" in dtype:
+        return ops.cast(x, keras.config.floatx())
+    raise ValueError(f"{name} must hold numbers, got dtype {dtype}")
+
+
 def kl_divergence(z_mean, z_log_var):
-    """KL(N(z_mean, exp(z_log_var)) || N(0, I)) in closed form, summed over latent dims, per example."""
+    """KL(N(z_mean, exp(z_log_var)) || N(0, I)) in closed form, summed over latent dims, per example.
+
+    Arrays of whole numbers are converted to floats (``keras.config.floatx()``) first.
+    """
     mean_shape, log_var_shape = (tuple(getattr(t, "shape", None) or np.shape(t)) for t in (z_mean, z_log_var))
     if mean_shape != log_var_shape:
         raise ValueError(f"z_mean and z_log_var must have the same shape, got {mean_shape} and {log_var_shape}")
+    z_mean, z_log_var = _as_float(z_mean, "z_mean"), _as_float(z_log_var, "z_log_var")
     return 0.5 * ops.sum(ops.exp(z_log_var) + ops.square(z_mean) - 1.0 - z_log_var, axis=-1)
 
 

@@ -7,8 +7,12 @@ figure, so notebooks show it and the CLI saves it.
 import numpy as np
 from scipy.stats import norm
 
-from vae_helpers.config import check_count
+from vae_helpers.config import check_count, check_memory
 from vae_helpers.latent import decode, latent_dim_of
+
+
+#: A decoded 28x28 digit in float32; a manifold holds each one about three times (decoded, in batches, tiled)
+GRID_IMAGE_BYTES = 4 * 28 * 28
 
 
 def _figure(ax, figsize):
@@ -27,6 +31,8 @@ def manifold_codes(n=15, quantiles=(0.05, 0.95), latent_dim=2, dims=(0, 1)):
     is dense where the N(0, I) prior puts its mass. Other dimensions stay at 0.
     """
     n = check_count(n, "n", minimum=2)
+    check_memory(n * n * (4 * latent_dim + 3 * GRID_IMAGE_BYTES), f"a {n} x {n} manifold ({n * n:,} decoded digits)",
+                 "choose a smaller n (the chapter uses 15)")
     low, high = quantiles
     if not 0.0 < low < high < 1.0:
         raise ValueError(f"quantiles must satisfy 0 < low < high < 1, got {quantiles}")

@@ -596,8 +596,7 @@ def train_run(out, settings=None, force=False, resume=False, progress="bar", det
     try:
         history = train_vae(vae, x_fit, settings.epochs, settings.batch_size, x_val=x_val, seed=settings.seed,
                             progress=progress, checkpoint_dir=out / CHECKPOINT_DIR, kl_warmup=settings.kl_warmup)
-        atomic_write(out / WEIGHTS_FILE, lambda tmp: save_vae_weights(vae, tmp))
-        record.update({
+        scores = {
             "settings": dataclasses.asdict(settings), "versions": versions(), "data": sizes, "data_sha256": digest,
             "status": "finished",
             "history": history,
@@ -606,8 +605,10 @@ def train_run(out, settings=None, force=False, resume=False, progress="bar", det
             "test_elbo": elbo(vae, x_test, n_samples=8, seed=settings.seed),
             "knn_accuracy": knn_latent_accuracy(vae, x_train, y_train, x_test, y_test),
             "train_seconds_this_session": time.perf_counter() - started,
-            "weights_sha256": sha256_of(out / WEIGHTS_FILE),
-        })
+        }
+        # Scored before the weights are replaced, so that weights and record never disagree after a failure.
+        atomic_write(out / WEIGHTS_FILE, lambda tmp: save_vae_weights(vae, tmp))
+        record.update(scores, weights_sha256=sha256_of(out / WEIGHTS_FILE))
         write_json(out / RECORD_FILE, record)  # the scores are safe before any figure is drawn
         files = [WEIGHTS_FILE, RECORD_FILE] + [p.name for p in save_figures(vae, out, x_test, y_test, history)]
         write_json(out / RECORD_FILE, {**record, "files": files})
