@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from vae_helpers.config import LR_SCHEDULES, PRESETS, TrainSettings, runs_dir
+from vae_helpers.files import FileWriteError
 
 DEMO_MARKER = "demo.json"
 _STARTED = time.perf_counter()
@@ -139,6 +140,7 @@ def error_line(err):
 
 
 def main(argv=None):
+    argv_given = argv
     argv = sys.argv[1:] if argv is None else [str(arg) for arg in argv]
     args = parser().parse_args(argv)
     args.command_line = shlex.join(["python", "-m", "vae_helpers", *argv])  # recorded in run.json
@@ -150,4 +152,10 @@ def main(argv=None):
         if args.debug:
             raise
         print(f"error: {error_line(err)}", file=sys.stderr)
+        if argv_given is None and isinstance(err, FileWriteError):
+            # HDF5 cannot close a file whose write failed (a full disk) and crashes when the interpreter
+            # shuts down; everything is reported and recorded, so the process ends here with its own code.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(2)
         return 2

@@ -35,23 +35,26 @@ def _reason(err):
     return f"{reason}; {hint}" if hint else reason
 
 
-def _collect_quietly():
-    """Free the objects of a failed write now, without h5py's 'Exception ignored' close errors on stderr.
+def _release_quietly(err):
+    """Free what a failed write left open, now, without h5py's close errors on stderr.
 
-    A file that h5py could not finish still fails to close when it is garbage collected, and Python
-    prints that as an ignored exception: three tracebacks after the real error has been reported.
+    A file that h5py could not finish still fails to close when its last reference goes, and h5py
+    prints that (twice) as an ignored exception: tracebacks after the real error was reported. Its
+    last reference is the traceback of ``err``; dropping it inside this function frees the file here,
+    with Python's hooks for such messages muted. (HDF5 keeps the file half-open all the same; see
+    ``vae_helpers.cli.main`` for what that means at exit.)
     """
-    previous = sys.unraisablehook
-
-    def hook(unraisable):
-        if not isinstance(unraisable.exc_value, OSError):
-            previous(unraisable)
-
-    sys.unraisablehook = hook
+    hooks = sys.excepthook, sys.unraisablehook
+    sys.excepthook = sys.unraisablehook = lambda *args: None  # h5py reports as OSError or RuntimeError
     try:
+        seen = set()
+        while err is not None and id(err) not in seen:
+            seen.add(id(err))
+            err.__traceback__ = None
+            err = err.__context__ or err.__cause__
         gc.collect()
     finally:
-        sys.unraisablehook = previous
+        sys.excepthook, sys.unraisablehook = hooks
 
 
 def atomic_write(path, write):
@@ -68,9 +71,8 @@ def atomic_write(path, write):
         os.replace(tmp, path)
     except OSError as err:
         failure = FileWriteError(err.errno, f"cannot write ({_reason(err)})", str(path))
+        _release_quietly(err)  # the failed write's open file handles, before the file is removed
     finally:
-        if failure is not None:
-            _collect_quietly()  # the failed write's open file handles, before the file is removed
         try:
             tmp.unlink()
         except OSError:
