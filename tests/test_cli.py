@@ -117,6 +117,9 @@ def test_resume_extends_a_run_to_the_weights_of_a_longer_one(finished_run, digit
     assert_same_model_weights(straight / "weights.weights.h5", out / "weights.weights.h5")
     record = json.loads((out / "run.json").read_text())
     assert record["settings"]["epochs"] == 3 and len(record["history"]["loss"]) == 3
+    assert record["command"].endswith(" --epochs 2 --out " + str(out) + " --seed 3 --quiet")  # the first command
+    assert record["resumes"] == [{"command": f"python -m vae_helpers train --out {out} --resume --epochs 3 --quiet",
+                                  "epochs": 3}]
 
 
 def test_resume_on_other_data_is_refused(digits_folder, tmp_path):

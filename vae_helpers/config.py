@@ -23,8 +23,9 @@ DEFAULT_MEMORY_MB = 1024
 # Memory estimates (bytes), measured with TensorFlow 2.21 on CPU (peak resident memory against size):
 #: one image in a training step of the book's network (activations kept for the backward pass): about 0.55 MB
 TRAIN_BYTES_PER_IMAGE = 600_000
-#: one decoded (code, image) pair while scoring (ELBO, IWAE): tiled images, probabilities, per-pixel terms
-SCORE_BYTES_PER_SAMPLE = 25_000
+#: each pixel of a decoded (code, image) pair while scoring (ELBO, IWAE): tiled images, probabilities,
+#: per-pixel terms; about 25 kB for a 28x28 digit
+SCORE_BYTES_PER_PIXEL = 32
 #: each parameter of the network while training: weights, gradients and Adam's two moments, float32
 TRAIN_BYTES_PER_PARAMETER = 16
 #: the book's network: 550,629 parameters at latent_dim=2, and 12,610 more per extra latent dimension

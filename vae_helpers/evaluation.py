@@ -8,7 +8,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from vae_helpers._tf import keras
-from vae_helpers.config import SCORE_BYTES_PER_SAMPLE, check_count, check_memory, memory_limit_bytes
+from vae_helpers.config import SCORE_BYTES_PER_PIXEL, check_count, check_memory, memory_limit_bytes
 from vae_helpers.data import check_images
 from vae_helpers.latent import decode, encode
 from vae_helpers.losses import kl_divergence, posterior_log_var, reconstruction_loss
@@ -47,8 +47,9 @@ def _sampled_batches(vae, x, n_samples, batch_size, seed):
     x = check_images(x, "x", _image_shape(vae))
     batch_size = check_count(batch_size, "batch_size")
     per_batch = n_samples * min(batch_size, len(x))
-    fits = max(1, memory_limit_bytes() // (SCORE_BYTES_PER_SAMPLE * n_samples))
-    check_memory(SCORE_BYTES_PER_SAMPLE * per_batch,
+    per_sample = SCORE_BYTES_PER_PIXEL * int(np.prod(x.shape[1:]))
+    fits = max(1, memory_limit_bytes() // (per_sample * n_samples))
+    check_memory(per_sample * per_batch,
                  f"{n_samples} samples for each of {min(batch_size, len(x))} images at a time ({per_batch:,} decoded)",
                  f"lower batch_size to {fits} or fewer, or use fewer samples")
     rng = np.random.default_rng(seed)
