@@ -13,7 +13,6 @@ import pytest
 from tests.conftest import write_idx
 from vae_helpers import data, files, training
 from vae_helpers.config import TrainSettings
-from vae_helpers.models import WeightsError
 
 COMMAND = "python -m vae_helpers train --data digits --epochs 2 --seed 3"
 
@@ -283,3 +282,11 @@ def test_a_validation_fraction_that_leaves_nothing_to_train_names_the_flag(digit
     with pytest.raises(ValueError, match=r"--validation-fraction 0.999 holds out all 120 training images"):
         training.train_run(tmp_path / "run", settings(digits, validation_fraction=0.999), progress=None)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_recorded_before_data_digests_resumes_on_data_of_its_sizes(run):
+    saved = record(run)
+    digest = saved.pop("data_sha256")
+    files.write_json(run / training.RECORD_FILE, saved)
+    _, resumed = resume(run, epochs=3)
+    assert resumed["status"] == "finished" and resumed["data_sha256"] == digest
