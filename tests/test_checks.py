@@ -75,7 +75,20 @@ WRONG_SAMPLING = {
     "noise (batch, 1)": (noise(lambda m: (m.shape[0], 1)), "same noise in every latent dimension"),
     "variance squared": (lambda m, lv: m + ops.exp(2 * lv) * keras.random.normal(ops.shape(m)), "square of the variance"),
     "no exp": (lambda m, lv: m + lv * keras.random.normal(ops.shape(m)), "exp is missing"),
-    "uniform noise": (lambda m, lv: m + ops.exp(0.5 * lv) * keras.random.uniform(ops.shape(m)), "spread"),
+    "uniform noise": (lambda m, lv: m + ops.exp(0.5 * lv) * keras.random.uniform(ops.shape(m)), "mean 0"),
+    "centred uniform noise": (lambda m, lv: m + ops.exp(0.5 * lv) * (keras.random.uniform(ops.shape(m)) - 0.5), "spread"),
+    "NumPy noise (frozen in a graph)": (lambda m, lv: m + ops.exp(0.5 * lv) * np.random.normal(size=m.shape).astype("float32"),
+                                       "compiled function", "frozen", "NumPy"),
+    "fixed keras seed": (lambda m, lv: m + ops.exp(0.5 * lv) * keras.random.normal(ops.shape(m), seed=42), "frozen", "seed"),
+    "stateless, constant seed": (lambda m, lv: m + tf.exp(0.5 * lv) * tf.random.stateless_normal(tf.shape(m), seed=[1, 2]),
+                                 "frozen", "seed"),
+    "a new seeded layer per call": (lambda m, lv: models.Sampling(seed=0)([m, lv]), "frozen"),
+    "static shape": (lambda m, lv: m + ops.exp(0.5 * lv) * keras.random.normal(m.shape), "static shape",
+                     "keras.ops.shape(z_mean)"),
+    "arguments swapped": (lambda m, lv: sampling(lv, m), "swapped", "first output is z_mean"),
+    "a bool tensor": (lambda m, lv: sampling(m, lv) > 0, "bool", "floating-point"),
+    "changes floatx": (lambda m, lv: (keras.config.set_floatx("float16"), sampling(m, lv))[1], "global settings",
+                       "floatx from 'float32' to 'float16'"),
     "wrong shape": (lambda m, lv: sampling(m, lv)[:, :2], "shape", "(4096, 3)"),
     "a tuple": (lambda m, lv: (sampling(m, lv), m), "shape"),
     "numpy": (numpy_sampling, "gradient", "outside TensorFlow"),
@@ -110,6 +123,22 @@ def kl_terms(m, lv):
     return ops.exp(lv) + ops.square(m) - 1 - lv
 
 
+def zeroing_kl(m, lv):
+    """Tries to change what the check compares against (issue 18: module constants could be zeroed)."""
+    for attribute in ("KL_MEAN", "KL_LOG_VAR", "SAMPLING_MEAN"):
+        setattr(checks, attribute, np.zeros((6, 3), np.float32))
+    return ops.zeros((6,))
+
+
+def counting_kl():
+    calls = []
+
+    def kl(m, lv):
+        calls.append(1)
+        return kl_divergence(m, lv) * len(calls)
+    return kl
+
+
 WRONG_KL = {
     "sign": (lambda m, lv: -kl_divergence(m, lv), "wrong sign"),
     "no half": (lambda m, lv: 2 * kl_divergence(m, lv), "1/2"),
@@ -125,6 +154,13 @@ WRONG_KL = {
     "not summed": (lambda m, lv: 0.5 * kl_terms(m, lv), "shape (6, 3)", "one value per example"),
     "keepdims": (lambda m, lv: 0.5 * ops.sum(kl_terms(m, lv), axis=-1, keepdims=True), "shape (6, 1)"),
     "something else": (lambda m, lv: ops.sum(m**2, axis=-1), "0.5 is expected", "for example 1"),
+    "computed in NumPy": (lambda m, lv: tf.constant(0.5 * np.sum(np.exp(lv) + m**2 - 1 - lv, axis=-1)),
+                          "compiled function", "no NumPy"),
+    "NumPy result wrapped as a tensor": (lambda m, lv: tf.constant(kl_divergence(m, lv).numpy()), "compiled function"),
+    "behind stop_gradient": (lambda m, lv: tf.stop_gradient(kl_divergence(m, lv)), "no gradient reaches z_mean"),
+    "static batch size": (lambda m, lv: ops.reshape(kl_divergence(m, lv), (m.shape[0],)), "compiled function", "t.shape"),
+    "zeroes the check's old constants": (zeroing_kl, "0.5 is expected"),
+    "keeps state between calls": (counting_kl(), "second time"),
     "stub": (stub, "returned None: write the body (replace the `...`)"),
     "raises": (raises, "raised ValueError"),
 }
@@ -133,13 +169,15 @@ WRONG_KL = {
 def test_kl_passes_and_says_what_was_verified(capsys):
     checks.check_kl_divergence(kl_divergence)
     assert check_line(capsys) == ("✓ kl_divergence: matches the closed form on 6 test cases, per example, "
-                                  "shape (6,)")
+                                  "shape (6,), also compiled with an unknown batch size, with the right gradients")
 
 
 @pytest.mark.parametrize("convert", [lambda t: t.numpy(), lambda t: t.numpy().tolist()], ids=["numpy", "list"])
-def test_kl_accepts_numpy_arrays_and_lists(convert, capsys):
-    checks.check_kl_divergence(lambda m, lv: convert(kl_divergence(m, lv)))
-    check_line(capsys)
+def test_kl_as_numpy_arrays_or_lists_fails_where_fit_would(convert):
+    """Right values eagerly, but .numpy() cannot run in fit's graph: the check says so, in one line."""
+    message = fails(checks.check_kl_divergence, lambda m, lv: convert(kl_divergence(m, lv)),
+                    "inside a compiled function", "no .numpy()")
+    assert "in user code" not in message and "'SymbolicTensor' object has no attribute 'numpy'" in message
 
 
 def test_kl_mistakes_do_not_mention_the_ones_not_made():
@@ -148,7 +186,7 @@ def test_kl_mistakes_do_not_mention_the_ones_not_made():
 
 
 @pytest.mark.parametrize("variants", [
-    checks._kl_variants(checks.KL_MEAN, checks.KL_LOG_VAR),
+    checks._kl_variants(*checks._kl_inputs()),
     checks._bce_variants(*checks._recon_inputs()),
     checks._loss_layer_batch(11)[1],
 ], ids=["kl", "bce", "elbo"])
@@ -179,6 +217,7 @@ WRONG_RECONSTRUCTION = {
     "no clipping": (summed(lambda x, p: -(x * ops.log(p) + (1 - x) * ops.log(1 - p))), "inf or nan", "clip"),
     "clipping too wide": (summed(lambda x, p: -(x * ops.log(ops.clip(p, 0.01, 0.99))
                                                 + (1 - x) * ops.log(ops.clip(1 - p, 0.01, 0.99)))), "perfect reconstruction"),
+    "behind stop_gradient": (lambda x, p: tf.stop_gradient(reconstruction_loss(x, p)), "no gradient reaches x_decoded"),
     "stub": (stub, "returned None: write the body (replace the `...`)"),
     "raises": (raises, "raised ValueError"),
 }
@@ -239,6 +278,11 @@ def elbo_with(recon=reconstruction_loss, kl=kl_divergence):
     return lambda x, p, m, lv: recon(x, p) + kl(m, lv)
 
 
+def book_per_example(x, p, m, lv):
+    """The 1st edition's loss: per-pixel mean cross-entropy + 5e-4 * the mean KL bracket over latent dimensions."""
+    return ops.mean(pixel_bce(x, p), axis=(1, 2, 3)) - 5e-4 * ops.mean(1 + lv - ops.square(m) - ops.exp(lv), axis=-1)
+
+
 WRONG_LAYER = {
     "forgot add_loss": (loss_layer(adds=lambda *a: []), "added no loss", "self.add_loss"),
     "returned the loss": (loss_layer(adds=lambda *a: [], returns=lambda *a: a[-1]), "returned the loss instead"),
@@ -261,6 +305,10 @@ WRONG_LAYER = {
     "raises": (RaisingLossLayer, "raised", "layer(x, x_decoded, z_mean, z_log_var)"),
     "needs an argument": (NeedsArgumentLayer, "raised TypeError", "no arguments"),
     "an instance": (loss_layer()(), "pass the layer class itself"),
+    "loss behind stop_gradient": (loss_layer(reduce=lambda v: ops.stop_gradient(ops.mean(v))), "no gradient flows"),
+    "the book's whole loss": (loss_layer(book_per_example), "1st edition's loss", "Sum the cross-entropy"),
+    "KL averaged over latent dimensions": (loss_layer(elbo_with(kl=lambda m, lv: ops.mean(kl_terms(m, lv), axis=-1) / 2)),
+                                           "averages the KL"),
 }
 
 
@@ -357,6 +405,24 @@ def numpy_noise(m, lv):
     return m.numpy() + np.exp(0.5 * lv.numpy()) * np.random.normal(size=m.shape)
 
 
+class OutsideTapeVAE(VAE):
+    """The loss is computed after the tape block has closed."""
+
+    def train_step(self, data):
+        with tf.GradientTape() as tape:
+            z_mean, z_log_var = self.encoder(data)
+        x_decoded = self.decoder(sampling(z_mean, z_log_var))
+        loss = ops.mean(reconstruction_loss(data, x_decoded) + kl_divergence(z_mean, z_log_var))
+        grads = tape.gradient(loss, self.trainable_weights)
+        self.optimizer.apply_gradients(zip(grads, self.trainable_weights))
+        return {"loss": loss}
+
+
+def apply_twice(self, grads, weights):
+    self.optimizer.apply_gradients(zip(grads, weights))
+    self.optimizer.apply_gradients(zip(grads, weights))
+
+
 WRONG_TRAIN_STEP = {
     "summed over the batch": (vae(reduce=ops.sum), "summed over the batch"),
     "per-pixel mean": (vae(per_example=elbo_with(recon=lambda x, p: ops.mean(pixel_bce(x, p), axis=(1, 2, 3)))),
@@ -365,7 +431,7 @@ WRONG_TRAIN_STEP = {
     "KL sign": (vae(per_example=elbo_with(kl=lambda m, lv: -kl_divergence(m, lv))), "wrong sign"),
     "no 'loss' key": (vae(report=lambda loss: {"total_loss": loss}), "'loss' entry", "total_loss"),
     "returns the loss tensor": (vae(report=lambda loss: loss), "returned a tensor, not a dict", "{'loss': loss}"),
-    "per-example loss reported": (vae(report=lambda loss: {"loss": loss * ops.ones((8,))}), "not one number"),
+    "per-example loss reported": (vae(report=lambda loss: {"loss": loss * ops.ones((64,))}), "not one number"),
     "no apply_gradients": (type("VAE", (VAE,), {"apply": lambda self, grads, weights: None}), "no weight changed", "apply_gradients"),
     "gradient ascent": (vae(sign=-1.0), "gradient ascent"),
     "gradient of the batch sum": (vae(objective=lambda loss, x, p, m, lv: ops.sum(elbo_with()(x, p, m, lv))),
@@ -376,6 +442,21 @@ WRONG_TRAIN_STEP = {
     "decoder frozen": (type("VAE", (VAE,), {"weights_to_train": lambda self: self.encoder.trainable_weights}),
                        "decoder's weights did not move"),
     ".numpy() in the graph": (vae(sample=numpy_noise), "fit raised", "NumPy"),
+    "never samples": (vae(sample=lambda m, lv: m), "never samples", "z = z_mean"),
+    "the book's sigma": (vae(sample=lambda m, lv: m + ops.exp(lv) * keras.random.normal(ops.shape(m))), "book's convention"),
+    "frozen NumPy noise": (vae(sample=lambda m, lv: m + ops.exp(0.5 * lv) * np.random.normal(size=(64, 2)).astype("float32")),
+                           "same noise in two steps", "frozen"),
+    "fixed seed": (vae(sample=lambda m, lv: m + ops.exp(0.5 * lv) * keras.random.normal(ops.shape(m), seed=42)),
+                   "same noise in two steps", "seed"),
+    "one draw for the batch": (vae(sample=lambda m, lv: m + ops.exp(0.5 * lv) * keras.random.normal((1, 2))), "whole batch"),
+    "loss outside the tape": (OutsideTapeVAE, "GradientTape", "inside"),
+    "gradients applied twice": (type("VAE", (VAE,), {"apply": apply_twice}), "twice", "once"),
+    "KL averaged over latent dimensions": (vae(per_example=elbo_with(kl=lambda m, lv: kl_divergence(m, lv) / 2)),
+                                           "averages the KL"),
+    "the book's beta": (vae(per_example=elbo_with(kl=lambda m, lv: 0.392 * kl_divergence(m, lv))), "0.784"),
+    "the book's whole loss": (vae(per_example=book_per_example), "1st edition's loss"),
+    "changes floatx": (vae(sample=lambda m, lv: (keras.config.set_floatx("float64"), sampling(m, lv))[1]),
+                       "global settings"),
     "stub": (StubVAE, "train_step returned None: write the body (replace the `...`)"),
     "stub __init__": (StubInitVAE, "__init__", "replace the `...`"),
     "nothing overridden": (NoOverrideVAE, "overrides neither"),
@@ -416,7 +497,7 @@ def test_fit_history_ignores_a_lone_loss_returned_by_train_step():
 
 
 @pytest.mark.parametrize("check, code", [
-    (checks.check_sampling, lambda m, lv: models.Sampling(seed=0)([m, lv])),
+    (checks.check_sampling, lambda m, lv: PACKAGE_SAMPLING([m, lv])),
     (checks.check_kl_divergence, losses.kl_divergence),
     (checks.check_reconstruction_loss, losses.reconstruction_loss),
     (checks.check_vae_loss_layer, losses.VAELoss),
@@ -439,6 +520,9 @@ def test_check_number_passes_within_tolerance_and_says_how_far_off(capsys):
         checks.check_number("the answer", [1.0, 2.0], expected=1.0, tolerance=0.1)
 
 
+PACKAGE_SAMPLING = models.Sampling(seed=0)  # one layer: its seed generator moves on at every call
+
+
 MISTAKES = [pytest.param(check, entry[0], entry[1:], id=f"{check.__name__}: {name}")
             for check, table in ((checks.check_sampling, WRONG_SAMPLING), (checks.check_kl_divergence, WRONG_KL),
                                  (checks.check_reconstruction_loss, WRONG_RECONSTRUCTION),
@@ -449,3 +533,24 @@ MISTAKES = [pytest.param(check, entry[0], entry[1:], id=f"{check.__name__}: {nam
 @pytest.mark.parametrize("check, code, phrases", MISTAKES)
 def test_each_check_names_each_mistake(check, code, phrases):
     fails(check, code, *phrases)
+    assert keras.config.floatx() == "float32", "a check must leave Keras' settings as they were"
+
+
+def test_a_check_cannot_be_fooled_by_changing_the_module(capsys):
+    """After an answer that rewrites module attributes, right answers still pass and zero answers still fail."""
+    fails(checks.check_kl_divergence, zeroing_kl, "0.5 is expected")
+    checks.check_kl_divergence(kl_divergence)
+    check_line(capsys)
+    fails(checks.check_kl_divergence, lambda m, lv: ops.zeros((6,)), "0.5 is expected")
+
+
+def test_a_failure_renders_as_a_short_message_with_the_learners_line():
+    def sample(z_mean, z_log_var):
+        return z_mean + ops.exp(z_log_var) * keras.random.normal(ops.shape(z_mean))  # the book's sigma
+
+    with pytest.raises(checks.CheckFailed) as caught:
+        checks.check_sampling(sample)
+    shown = caught.value._render_traceback_()
+    assert 2 <= len(shown) <= 8, shown
+    assert "log-sigma" in shown[0] + shown[1] and "vae_helpers" not in "".join(shown)
+    assert shown[-1].endswith("def sample(z_mean, z_log_var):"), shown[-1]
