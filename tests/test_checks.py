@@ -554,3 +554,31 @@ def test_a_failure_renders_as_a_short_message_with_the_learners_line():
     assert 2 <= len(shown) <= 8, shown
     assert "log-sigma" in shown[0] + shown[1] and "vae_helpers" not in "".join(shown)
     assert shown[-1].endswith("def sample(z_mean, z_log_var):"), shown[-1]
+
+
+def test_a_failing_check_shows_at_most_8_lines_in_a_kernel():
+    """In Jupyter the learner sees the message and their own line, not a traceback through checks.py."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "from vae_helpers import checks, keras\n"
+        "def kl_divergence(z_mean, z_log_var):\n"
+        "    return keras.ops.sum(keras.ops.exp(z_log_var) + z_mean**2 - 1 - z_log_var, axis=-1)\n"
+        "checks.check_kl_divergence(kl_divergence)")])
+    NotebookClient(notebook, timeout=300, allow_errors=True, kernel_name="python3").execute()
+    error = next(out for out in notebook.cells[0].outputs if out.output_type == "error")
+    shown = "\n".join(error.traceback).splitlines()
+    assert error.ename == "CheckFailed" and len(shown) <= 8, shown
+    text = "\n".join(shown)
+    assert "missing the factor 1/2" in text and "vae_helpers" not in text and "raise" not in text
+    assert "def kl_divergence(z_mean, z_log_var):" in shown[-1]
+
+
+def test_check_my_vae_refuses_an_untrained_model_and_names_a_broken_class():
+    untrained = VAE(models.build_encoder(2), models.build_decoder(2))
+    fails(lambda m: checks.check_my_vae(m, None, None, 1, 16), untrained, "not been trained")
+    broken = vae(sample=lambda m, lv: m)(models.build_encoder(2), models.build_decoder(2))
+    broken.compile(optimizer=keras.optimizers.SGD(1e-3))
+    broken.fit(np.zeros((16, 28, 28, 1), np.float32), batch_size=16, verbose=0)
+    fails(lambda m: checks.check_my_vae(m, None, None, 1, 16), broken, "one-step check", "never samples")
