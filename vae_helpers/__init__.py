@@ -4,7 +4,7 @@ Modules, one concept each: ``data`` (MNIST loaders), ``models`` (encoder, decode
 ``losses`` (reconstruction, KL, the custom loss layer), ``training`` (fitting with checkpoints),
 ``evaluation`` (ELBO, importance-weighted NLL, k-NN accuracy), ``plotting`` (manifold and figures),
 ``pretrained`` (shipped weights), ``latent`` and ``widgets`` (latent-space interaction), ``checks``
-(self-checks for the write-it-yourself cells) and ``quiz``.
+(self-checks for the write-it-yourself cells), ``quiz``, and ``files`` (atomic writes and checksums).
 
 Importing the package loads nothing heavy. TensorFlow is loaded, without its C++ start-up log lines,
 by the first module that needs it, or by ``from vae_helpers import keras, tf``.
