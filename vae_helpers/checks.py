@@ -311,17 +311,17 @@ def _check_compiled_value(name, fn, arrays, eager, hint, fix):
     return grads
 
 
-def _check_gradients(name, grads, expected, labels, code):
+def _check_gradients(name, grads, expected, labels, code, what="gives the right values", atol=1e-4):
     """Gradients of the summed result with respect to each input, against independent derivatives."""
     for grad, want, label in zip(grads, expected, labels):
         if grad is None or not np.any(grad):
-            raise _fail(f"{name} gives the right values but no gradient reaches {label}: it is computed outside "
-                        "TensorFlow (NumPy, .numpy(), a Python float) or behind stop_gradient, so training could "
+            raise _fail(f"{name} {what} but no gradient flows back (no gradient reaches {label}): it is "
+                        "computed outside TensorFlow (NumPy, .numpy(), a Python float) or behind stop_gradient, so training could "
                         "not learn from it. Compute it with keras.ops from the tensors you receive.", code)
-        if not np.allclose(grad, want, rtol=1e-3, atol=1e-4):
-            raise _fail(f"{name} gives the right values but the wrong gradient with respect to {label} (is part "
-                        "of it computed from a copy, a constant or stop_gradient?). Compute it with keras.ops from "
-                        "the tensors you receive.", code)
+        if not np.allclose(grad, want, rtol=1e-3, atol=atol):
+            raise _fail(f"{name} {what} but the wrong gradient with respect to {label} (is part of it computed "
+                        "from a copy, a constant or stop_gradient?). Compute it with keras.ops from the tensors "
+                        "you receive.", code)
 
 
 # 1. Sampling ----------------------------------------------------------------------------------
@@ -661,15 +661,8 @@ def _check_loss_layer_compiled(name, layer, code):
     expected = [_bce_gradient(x, p) / batch, mu.astype(np.float64) / batch,
                 0.5 * (np.exp(lv.astype(np.float64)) - 1) / batch]
     grads = [None if g is None else g.numpy().astype(np.float64) for g in grads]
-    for grad, want, label in zip(grads, expected, ["x_decoded", "z_mean", "z_log_var"]):
-        if grad is None or not np.any(grad):
-            raise _fail(f"{name} adds the right number but no gradient flows from it to {label}: the loss was "
-                        "computed outside TensorFlow (NumPy, .numpy(), float()) or behind stop_gradient, so "
-                        "fit could not train with it. Compute it with keras.ops from the call's arguments.", code)
-        if not np.allclose(grad, want, rtol=1e-3, atol=1e-6):
-            raise _fail(f"{name} adds the right number but its gradient with respect to {label} is wrong (part of "
-                        "it is a constant or behind stop_gradient). Compute it with keras.ops from the call's "
-                        "arguments.", code)
+    _check_gradients(name, grads, expected, ["x_decoded", "z_mean", "z_log_var"], code,
+                     what="adds the right number", atol=1e-6)
 
 
 def check_vae_loss_layer(layer_class):
