@@ -575,10 +575,107 @@ def test_a_failing_check_shows_at_most_8_lines_in_a_kernel():
     assert "def kl_divergence(z_mean, z_log_var):" in shown[-1]
 
 
-def test_check_my_vae_refuses_an_untrained_model_and_names_a_broken_class():
+def trained(model, x, steps=None, epochs=1, seed=0):
+    """``model`` compiled with Adam 1e-3 and trained like 03's cells: batch 16, from ``set_seed(seed)``."""
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    x = x if steps is None else x[: 16 * steps]
+    model.fit(x, epochs=epochs, batch_size=16, shuffle=True, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def loop_data(sample):
+    """2,000 training digits (125 steps per epoch) and 500 validation digits from the bundled sample."""
+    (x_train, _), _ = sample
+    return x_train[:2000], x_train[2000:2500]
+
+
+@pytest.fixture(scope="module")
+def reference_vae(loop_data):
+    from vae_helpers import set_seed
+
+    set_seed(0)
+    return trained(models.build_vae(2), loop_data[0], epochs=2)
+
+
+def test_check_my_vae_refuses_an_untrained_model_and_names_a_broken_class(reference_vae, loop_data):
     untrained = VAE(models.build_encoder(2), models.build_decoder(2))
-    fails(lambda m: checks.check_my_vae(m, None, None, 1, 16), untrained, "not been trained")
+    fails(lambda m: checks.check_my_vae(m, reference_vae, loop_data[1]), untrained, "not been trained")
+    fails(lambda m: checks.check_my_vae(reference_vae, m, loop_data[1]), untrained, "reference", "not been trained")
+    fails(lambda m: checks.check_my_vae(m, reference_vae, loop_data[1]), keras.Sequential([keras.Input((2,))]),
+          "no encoder and decoder")
     broken = vae(sample=lambda m, lv: m)(models.build_encoder(2), models.build_decoder(2))
     broken.compile(optimizer=keras.optimizers.SGD(1e-3))
     broken.fit(np.zeros((16, 28, 28, 1), np.float32), batch_size=16, verbose=0)
-    fails(lambda m: checks.check_my_vae(m, None, None, 1, 16), broken, "one-step check", "never samples")
+    fails(lambda m: checks.check_my_vae(m, reference_vae, loop_data[1]), broken, "one-step check", "never samples")
+    wider = trained(VAE(models.build_encoder(3), models.build_decoder(3)), loop_data[0], steps=1)
+    fails(lambda m: checks.check_my_vae(m, reference_vae, loop_data[1]), wider, "3 latent dimensions", "same size")
+
+
+def test_check_my_vae_passes_a_right_model_trained_alike_and_fails_one_trained_less(reference_vae, loop_data,
+                                                                                   capsys):
+    """Same class, same data and epochs: within the tolerance. One step of training: far below, and said so."""
+    from vae_helpers import set_seed
+
+    set_seed(1)
+    mine = trained(VAE(models.build_encoder(2), models.build_decoder(2)), loop_data[0], epochs=2)
+    checks.check_my_vae(mine, reference_vae, loop_data[1], seed=0)
+    line = check_line(capsys)
+    assert "validation ELBO" in line and "models.VAE" in line, line
+    set_seed(1)
+    barely = trained(VAE(models.build_encoder(2), models.build_decoder(2)), loop_data[0], steps=1)
+    message = fails(lambda m: checks.check_my_vae(m, reference_vae, loop_data[1], seed=0), barely, "validation ELBO")
+    gap = [float(v) for v in __import__("re").findall(r"ELBO (-?[\d.]+) nats against (-?[\d.]+)", message)[0]]
+    assert gap[0] < gap[1] - checks.MY_VAE_TOLERANCE, message
+
+
+# Exercise 3 of notebook 3: active units ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def activity(reference_vae, loop_data):
+    """The posterior means and log-variances of 500 digits under a trained model, and its true variances."""
+    from vae_helpers import latent
+
+    x = loop_data[1]
+    z_mean, z_log_var = (np.asarray(a, np.float64) for a in latent.encode(reference_vae, x, return_log_var=True))
+    return reference_vae, x, z_mean, z_log_var
+
+
+def test_active_units_passes_the_variances_of_the_posterior_means(activity, capsys):
+    model, x, z_mean, _ = activity
+    variances = ((z_mean - z_mean.mean(axis=0)) ** 2).mean(axis=0)  # by hand, not np.var
+    count = int(sum(v > 0.01 for v in variances))
+    checks.check_active_units(variances, count, model, x)
+    assert f"{count} of 2 dimensions are active on these 500 digits" in check_line(capsys)
+    checks.check_active_units(ops.convert_to_tensor(variances.astype("float32")), np.int64(count), model, x)
+    check_line(capsys)
+
+
+def test_active_units_names_each_mistake(activity):
+    model, x, z_mean, z_log_var = activity
+    right = z_mean.var(axis=0)
+    count = int(np.sum(right > 0.01))
+    check = lambda v, c=count: checks.check_active_units(v, c, model, x)  # noqa: E731
+    fails(lambda v: check(v), ..., "no answer yet")
+    fails(lambda v: check(v), z_log_var.var(axis=0), "z_log_var", "posterior *mean*")
+    fails(lambda v: check(v), z_mean.std(axis=0), "standard deviations")
+    fails(lambda v: check(v), np.exp(z_log_var).mean(axis=0), "posterior variances exp(z_log_var)")
+    fails(lambda v: check(v), z_mean.var(axis=1), "one variance per digit", "axis=0")
+    fails(lambda v: check(v), right[:1], "not the variances")
+    for wrong in (str(count), count + 0.5, [count], True, None):
+        fails(lambda c: check(right, c), wrong, "count")
+    fails(lambda c: check(right, c), str(count), "one whole number")
+    fails(lambda c: check(right, c), count + 1, f"{count} of 2")
+
+
+def test_active_units_names_the_inactive_count_and_the_square_root_slip(activity):
+    """Thresholds chosen on this model so that each slip gives a count of its own."""
+    model, x, z_mean, _ = activity
+    right = z_mean.var(axis=0)
+    low, high = np.sort(right)
+    check = lambda c, t: checks.check_active_units(right, c, model, x, threshold=t)  # noqa: E731
+    fails(lambda c: check(c, low / 2), 0, "0 is not", "2 of 2", "*inactive*")
+    assert low < 1, right  # so that sqrt(low) > low and a threshold fits between them
+    between = float((low + np.sqrt(low)) / 2)
+    assert high > between, right
+    fails(lambda c: check(c, between), 2, "1 of 2", "square roots")

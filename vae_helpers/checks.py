@@ -975,40 +975,39 @@ def _likely_culprit(mine, reference):
             "no NumPy), z = z_mean + exp(0.5 * z_log_var) * eps, and the same data, epochs and batch size as here")
 
 
-def check_my_vae(model, x_train, x_val, epochs, batch_size, seed=0, tolerance=MY_VAE_TOLERANCE):
-    """Close the loop: train ``models.VAE`` the way ``model`` was trained and compare their validation ELBO.
-
-    ``model`` is the learner's trained model (with ``encoder`` and ``decoder``), trained with
-    ``model.fit(x_train, epochs=epochs, batch_size=batch_size)`` and Adam at 1e-3 right after
-    ``vae_helpers.set_seed(seed)``. First the class goes through ``check_train_step``, which names a mistake
-    in the step itself. Then the package's VAE starts from the same initial weights and trains on the same
-    data for the same epochs. The two validation ELBOs (8 draws per image) must agree within ``tolerance``
-    nats. The default, 8 nats, is several times the difference that the noise draws and batch order alone
-    make (about 3 nats after one epoch on 20,000 digits), and far below what a wrong step costs (28 nats for
-    a per-pixel mean, 189 for no sampling, same setting). When they do not agree, the message names the
-    likely culprit from the KL and the posterior widths.
-    """
-    from vae_helpers import models  # noqa: PLC0415
-
-    name = type(model).__name__
+def _trained_vae(model, role, name):
+    """Refuse anything but a trained model with an encoder and a decoder, naming ``role``."""
     if not (hasattr(model, "encoder") and hasattr(model, "decoder")):
-        raise CheckFailed(f"{name} has no encoder and decoder: pass your trained model, e.g. check_my_vae(my_vae, ...).")
-    if getattr(model, "optimizer", None) is None or int(model.optimizer.iterations.numpy()) == 0:
-        raise CheckFailed(f"{name} has not been trained yet: run the training cell above first.")
+        raise CheckFailed(f"{name}: {role} has no encoder and decoder: pass a VAE model such as my_vae or vae.")
+    if getattr(model, "optimizer", None) is None or int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 0:
+        raise CheckFailed(f"{name}: {role} has not been trained yet: run its training cell first.")
+    return int(model.decoder.input_shape[-1])
+
+
+def check_my_vae(model, reference, x_val, seed=0, tolerance=MY_VAE_TOLERANCE):
+    """Close the loop: the learner's trained VAE must score about as well as ``models.VAE`` trained the same way.
+
+    ``model`` is the learner's trained model (with ``encoder`` and ``decoder``); ``reference`` is the
+    package's VAE with the same latent dimension, trained on the same digits for the same epochs and batch
+    size. First the learner's class goes through ``check_train_step``, which names a mistake in the step
+    itself. Then both models are scored on ``x_val`` (validation ELBO with 8 draws per image, same noise)
+    and must agree within ``tolerance`` nats. The default, 8 nats, is several times what the noise draws
+    and batch order alone make (-3 to +4 nats after one epoch on 20,000 digits), and far below what a
+    broken step costs in the same setting (28 nats for a per-pixel mean, 189 for no sampling). When they
+    do not agree, the message names the likely culprit from the KL and the posterior widths.
+    """
+    name = type(model).__name__
+    latent_dim = _trained_vae(model, "your model", name)
+    if _trained_vae(reference, "the reference model", name) != latent_dim:
+        raise CheckFailed(f"{name}: your model has {latent_dim} latent dimensions and the reference "
+                          f"{int(reference.decoder.input_shape[-1])}: compare models of the same size.")
     quiet = _Quiet()
     try:
         with contextlib.redirect_stdout(quiet):
             check_train_step(type(model))
     except CheckFailed as err:
         raise CheckFailed(f"Your model's class did not pass the one-step check: {err}") from None
-    mine = _scores(model, x_val, seed)
-    from vae_helpers import set_seed  # noqa: PLC0415
-
-    set_seed(seed)
-    latent_dim = int(model.decoder.input_shape[-1])
-    reference = models.build_vae(latent_dim, seed=seed)
-    reference.fit(x_train, epochs=epochs, batch_size=batch_size, verbose=0)
-    theirs = _scores(reference, x_val, seed)
+    mine, theirs = _scores(model, x_val, seed), _scores(reference, x_val, seed)
     line = (f"validation ELBO {mine['ELBO']:.2f} nats against {theirs['ELBO']:.2f} for models.VAE trained the same "
             f"way (KL {mine['KL']:.2f} against {theirs['KL']:.2f})")
     if not np.isfinite(mine["ELBO"]) or mine["ELBO"] < theirs["ELBO"] - tolerance:
@@ -1026,6 +1025,73 @@ class _Quiet:
 
 
 # Exercise answers --------------------------------------------------------------------------------
+
+ACTIVE_THRESHOLD = 0.01  # Burda et al. (2016): a dimension is active when Var_x(E_q[z_j]) exceeds this
+
+
+def _whole_number(value):
+    """``value`` as an int when it is one whole number (a Python, NumPy or backend scalar), else None."""
+    if tf.is_tensor(value):
+        value = keras.ops.convert_to_numpy(value)
+    if isinstance(value, (str, bytes, bool, np.bool_)) or np.ndim(value) != 0:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if np.isfinite(number) and number == int(number) else None
+
+
+def check_active_units(variances, count, model, x, threshold=ACTIVE_THRESHOLD):
+    """Exercise 3 of notebook 3: one variance per latent dimension, and the number of active dimensions.
+
+    ``variances`` must be the variance over the digits ``x`` of each dimension of the posterior *mean*
+    (what ``latent.encode(model, x)`` returns), and ``count`` the number of them above ``threshold``. The
+    expected values are computed here from the model; the usual slips are named: variances of
+    ``z_log_var``, standard deviations, the variance over the wrong axis, the mean posterior variance.
+    """
+    from vae_helpers import latent  # noqa: PLC0415
+
+    for label, value in (("variances", variances), ("count", count)):
+        if value is Ellipsis or value is None:
+            raise CheckFailed(f"{label}: no answer yet: replace the `...` with your answer")
+    z_mean, z_log_var = (np.asarray(a, np.float64) for a in latent.encode(model, x, return_log_var=True))
+    latent_dim = z_mean.shape[1]
+    right = z_mean.var(axis=0)
+    got = np.asarray(keras.ops.convert_to_numpy(variances) if tf.is_tensor(variances) else variances, np.float64)
+    wrong = [
+        ("are the variances of z_log_var across the digits. A dimension is active when its posterior *mean* "
+         "moves from digit to digit: use latent.encode(model, x), which returns the means", z_log_var.var(axis=0)),
+        ("are standard deviations: the criterion is on the variance (np.var, not np.std)", np.sqrt(right)),
+        ("are the average posterior variances exp(z_log_var). Activity is how much the posterior mean varies "
+         "across the digits, not how wide each posterior is", np.exp(z_log_var).mean(axis=0)),
+        ("are one variance per digit: take the variance over the digits, axis=0, one value per latent dimension",
+         z_mean.var(axis=1)),
+    ]
+    if _match(got, [((), right)], rtol=1e-3, atol=1e-6) is None:
+        for message, values in wrong:
+            if _match(got, [((), values)], rtol=1e-3, atol=1e-6) is not None:
+                raise CheckFailed(f"Your variances {message}.")
+        raise CheckFailed(f"Your variances (shape {got.shape}) are not the variances of the {latent_dim} "
+                          f"posterior-mean dimensions over the {len(z_mean)} digits: np.var(latent.encode(model, x), "
+                          "axis=0).")
+    number = _whole_number(count)
+    if number is None:
+        raise CheckFailed(f"count: expected one whole number such as 5, got {count!r} ({type(count).__name__}): "
+                          "count the variances above the threshold, e.g. int(np.sum(variances > 0.01)).")
+    active = int(np.sum(right > threshold))
+    if number != active:
+        why = ""
+        if number == latent_dim - active:
+            why = " That is the number of *inactive* dimensions: count the variances above the threshold."
+        elif number == int(np.sum(np.sqrt(right) > threshold)):
+            why = " Compare the variances themselves, not their square roots, with the threshold."
+        raise CheckFailed(f"count: {count} is not the number of variances above {threshold:g} ({active} of "
+                          f"{latent_dim}).{why}")
+    used = right[right > threshold]
+    spread = f"; their variances range from {used.min():.2f} to {used.max():.2f}" if active else ""
+    print(f"✓ {active} of {latent_dim} dimensions are active on these {len(z_mean):,} digits{spread}")
+
 
 def check_number(name, got, expected, tolerance, hint="", reduce=None):
     """For an exercise whose answer is a number: one "✓" line when ``got`` is within ``tolerance`` of ``expected``.
