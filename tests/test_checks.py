@@ -679,3 +679,47 @@ def test_active_units_names_the_inactive_count_and_the_square_root_slip(activity
     between = float((low + np.sqrt(low)) / 2)
     assert high > between, right
     fails(lambda c: check(c, between), 2, "1 of 2", "square roots")
+
+
+# Exercise 4 of notebook 3: log-mean-exp by hand ------------------------------------------------
+
+def log_mean_exp(log_w):
+    top = np.max(log_w, axis=0)
+    return top + np.log(np.mean(np.exp(log_w - top), axis=0))
+
+
+def shift_in_place(log_w):
+    top = log_w.max(axis=0)
+    log_w -= top
+    return top + np.log(np.exp(log_w).mean(axis=0))
+
+
+RIGHT_LOG_MEAN_EXP = {
+    "by hand": log_mean_exp,
+    "scipy": lambda w: __import__("scipy.special", fromlist=["logsumexp"]).logsumexp(w, axis=0) - np.log(len(w)),
+    "keras.ops, float32": lambda w: ops.logsumexp(ops.convert_to_tensor(w, "float32"), axis=0) - np.log(w.shape[0]),
+}
+
+WRONG_LOG_MEAN_EXP = {
+    "naive exp": (lambda w: np.log(np.mean(np.exp(w), axis=0)), "inf or nan", "largest log-weight"),
+    "mean of logs": (lambda w: w.mean(axis=0), "mean of the log-weights", "ELBO"),
+    "no -log k": (lambda w: log_mean_exp(w) + np.log(len(w)), "too high by log k"),
+    "max only": (lambda w: w.max(axis=0), "largest log-weight alone"),
+    "wrong axis": (lambda w: log_mean_exp(w.T), "shape (6,)", "axis 0"),
+    "one number": (lambda w: log_mean_exp(w).mean(), "shape ()", "one value per image"),
+    "in place": (shift_in_place, "changed the array it was given"),
+    "stub": (stub, "returned None"),
+    "raises": (raises, "raised ValueError", "boom"),
+    "ellipsis": (lambda w: ..., "no answer yet"),
+}
+
+
+@pytest.mark.parametrize("fn", RIGHT_LOG_MEAN_EXP.values(), ids=RIGHT_LOG_MEAN_EXP)
+def test_log_mean_exp_passes(fn, capsys):
+    checks.check_log_mean_exp(fn)
+    assert "no overflow" in check_line(capsys)
+
+
+@pytest.mark.parametrize("fn, phrases", [(v[0], v[1:]) for v in WRONG_LOG_MEAN_EXP.values()], ids=WRONG_LOG_MEAN_EXP)
+def test_log_mean_exp_names_each_mistake(fn, phrases):
+    fails(checks.check_log_mean_exp, fn, *phrases)

@@ -90,6 +90,16 @@ def test_estimators_bracket_the_exact_likelihood():
     assert true_nll - 0.01 <= iw_large <= iw_small + 0.01
 
 
+def test_log_weights_average_to_the_elbo_and_their_mean_weight_to_the_likelihood():
+    """E_q[log w] is the ELBO; E_q[w] is p(x) itself (importance sampling is unbiased), per image."""
+    x = images()
+    flat = x.reshape(-1, 4).astype(np.float64)
+    log_w = evaluation.log_weights(tiny_vae(), x, k=200_000, batch_size=4, seed=2)
+    assert log_w.shape == (200_000, len(x)) and log_w.dtype == np.float64
+    np.testing.assert_allclose(log_w.mean(axis=0), numpy_elbo(flat), atol=0.03)
+    np.testing.assert_allclose(np.log(np.exp(log_w).mean(axis=0)), exact_log_px(flat), atol=0.03)
+
+
 def test_estimators_are_repeatable_with_a_seed():
     x, vae = images(), tiny_vae()
     assert evaluation.elbo(vae, x, seed=3) == evaluation.elbo(vae, x, seed=3)

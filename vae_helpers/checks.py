@@ -1093,6 +1093,69 @@ def check_active_units(variances, count, model, x, threshold=ACTIVE_THRESHOLD):
     print(f"✓ {active} of {latent_dim} dimensions are active on these {len(z_mean):,} digits{spread}")
 
 
+def _log_weight_cases():
+    """Log-weights (k, n) as an importance-weighted bound sees them: ordinary, far below 0, far above, k = 1."""
+    rng = np.random.default_rng(7)
+    ordinary = rng.normal(-3.0, 2.0, size=(6, 5))
+    return [("log-weights near -3", ordinary),
+            ("log-weights near -1000, as for an image's log p(x, z)", ordinary - 997.0),
+            ("log-weights near +800", ordinary + 803.0),
+            ("a single sample (k = 1)", ordinary[:1])]
+
+
+def _log_mean_exp64(log_w):
+    """log(mean_k exp(log_w)) over axis 0, stable, in float64 (the reference)."""
+    top = log_w.max(axis=0)
+    return top + np.log(np.mean(np.exp(log_w - top), axis=0))
+
+
+def check_log_mean_exp(fn):
+    """Exercise 4 of notebook 3: ``fn(log_w)`` turns log-weights (k, n) into log(mean over k of exp(log_w)), (n,).
+
+    It runs on four inputs: ordinary values, values near -1000 (exp underflows to 0) and near +800 (exp
+    overflows), and a single sample. It must leave its input unchanged. The usual slips are named: the mean
+    of the logs (the ELBO's estimate), a log-sum-exp without the -log k, the reduction over the wrong axis,
+    the largest weight alone, and exponentials taken directly.
+    """
+    name = _name(fn)
+    for label, log_w in _log_weight_cases():
+        given = log_w.copy()
+        with np.errstate(all="ignore"):  # an overflow is named below, not warned about
+            got = _call(name, fn, given, hint="It receives a NumPy array of log-weights, shape (k, n).")
+        if got is Ellipsis:
+            raise _fail(f"{name}: no answer yet: replace the `...` with your code", fn)
+        got = _array(name, got, fn)
+        if not np.array_equal(given, log_w):
+            raise _fail(f"{name} changed the array it was given (an in-place `-=` or `*=`): the same log-weights "
+                        "are used again for other k. Compute into a new array, e.g. `shifted = log_w - top`.", fn)
+        k, n = log_w.shape
+        right = _log_mean_exp64(log_w)
+        if got.shape != (n,):
+            why = (" That is one value per sample: reduce over axis 0, the k samples, to get one value per image."
+                   if got.shape == (k,) and k != n else "")
+            raise _fail(f"{name} returned shape {got.shape} for log-weights of shape ({k}, {n}); expected ({n},), "
+                        f"one value per image.{why}", fn)
+        if not np.all(np.isfinite(got)):
+            raise _fail(f"{name} returned inf or nan for {label}: exp overflows or underflows there. Subtract "
+                        "each image's largest log-weight before exponentiating, and add it back after the log.", fn)
+        wrong = [
+            ("is the mean of the log-weights: that is the ELBO's estimate. The bound takes the log of the mean "
+             "of the weights, log(mean(exp(log_w)))", log_w.mean(axis=0)),
+            (f"is log(sum(exp(log_w))), too high by log k = log {k}: divide the sum by k (subtract log k)",
+             right + np.log(k)),
+            ("is the largest log-weight alone: the others still count, through log(mean(exp(log_w - top)))",
+             log_w.max(axis=0)),
+        ]
+        if _match(got, [((), right)], rtol=1e-7, atol=1e-3) is None:
+            for message, values in wrong:
+                if k > 1 and _match(got, [((), values)], rtol=1e-7, atol=1e-3) is not None:
+                    raise _fail(f"{name} {message}.", fn)
+            raise _fail(f"{name} gives wrong values for {label}: expected log(mean over the k samples of "
+                        "exp(log_w)), one value per image.", fn)
+    print(f"✓ {name}: right on ordinary log-weights, near -1000 and +800 (no overflow), and for k = 1; "
+          "its input left unchanged")
+
+
 def check_number(name, got, expected, tolerance, hint="", reduce=None):
     """For an exercise whose answer is a number: one "✓" line when ``got`` is within ``tolerance`` of ``expected``.
 

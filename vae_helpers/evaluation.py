@@ -74,19 +74,29 @@ def elbo(vae, x, n_samples=8, batch_size=250, seed=0):
     return total / len(x)
 
 
+def log_weights(vae, x, k=100, batch_size=50, seed=0):
+    """The importance log-weights log p(x|z_i) + log p(z_i) - log q(z_i|x), shape (k, n), float64.
+
+    ``z_i`` are ``k`` draws from each image's posterior q(z|x). Their mean over the draws is a one-sample
+    ELBO estimate per image; log of the mean of their exponentials is the importance-weighted bound.
+    """
+    k = check_count(k, "k")
+    blocks = []
+    for _, log_var, eps, z, log_px in _sampled_batches(vae, x, k, batch_size, seed):
+        log_prior = -0.5 * np.sum(z ** 2 + LOG_2PI, axis=-1)
+        log_q = -0.5 * np.sum(eps ** 2 + LOG_2PI + log_var, axis=-1)
+        blocks.append(log_px + log_prior - log_q)
+    return np.concatenate(blocks, axis=1)
+
+
 def importance_weighted_nll(vae, x, k=100, batch_size=50, seed=0):
     """IWAE estimate of -log p(x) in nats per image, with ``k`` importance samples from q(z|x).
 
     log p(x) ~= logsumexp_i[log p(x|z_i) + log p(z_i) - log q(z_i|x)] - log k. It is never
     looser than the ELBO in expectation and tightens as ``k`` grows.
     """
-    k = check_count(k, "k")
-    total = 0.0
-    for _, log_var, eps, z, log_px in _sampled_batches(vae, x, k, batch_size, seed):
-        log_prior = -0.5 * np.sum(z ** 2 + LOG_2PI, axis=-1)
-        log_q = -0.5 * np.sum(eps ** 2 + LOG_2PI + log_var, axis=-1)
-        total += float(np.sum(logsumexp(log_px + log_prior - log_q, axis=0) - np.log(k)))
-    return -total / len(x)
+    log_w = log_weights(vae, x, k, batch_size, seed)
+    return -float(np.mean(logsumexp(log_w, axis=0) - np.log(log_w.shape[0])))
 
 
 def knn_latent_accuracy(vae, x_train, y_train, x_test, y_test, k=5):
