@@ -181,3 +181,28 @@ def test_is_canonical_mnist_checks_every_file(full_mnist_dir, idx_folder, tmp_pa
     assert data.is_canonical_mnist(full_mnist_dir)
     assert not data.is_canonical_mnist(idx_folder[0])
     assert not data.is_canonical_mnist(tmp_path / "missing")
+
+
+def test_pixel_codes_round_trip_images_made_from_bytes(idx_folder):
+    folder, arrays = idx_folder
+    (x_train, _), _ = data.load_idx_folder(folder)
+    codes = data.as_pixel_codes(x_train, chunk=7)  # chunks that do not divide the 120 images
+    assert codes.dtype == np.uint8
+    np.testing.assert_array_equal(codes[..., 0], arrays["train-images-idx3-ubyte"])  # the bytes of the file
+    assert np.array_equal(data.pixel_levels()[codes], x_train)
+    assert data.pixel_levels()[codes].tobytes() == x_train.tobytes()  # bit for bit, not only equal values
+
+
+@pytest.mark.parametrize("change", ["noise", "scale", "float64", "one_pixel"])
+def test_pixel_codes_refuse_images_not_made_from_bytes(sample, change):
+    (x_train, _), _ = sample
+    x = x_train[:50].copy()
+    if change == "noise":
+        x = np.clip(x + np.random.default_rng(0).normal(0, 0.01, x.shape).astype(np.float32), 0, 1)
+    elif change == "scale":
+        x = x * np.float32(0.5)
+    elif change == "float64":
+        x = x.astype(np.float64)
+    else:
+        x[3, 10, 10, 0] = np.nextafter(x[3, 10, 10, 0], np.float32(2))
+    assert data.as_pixel_codes(x) is None

@@ -161,6 +161,46 @@ def test_epoch_batches_follow_the_epoch_order_across_epochs():
     assert not np.array_equal(training.epoch_order(10, 3, 2), training.epoch_order(10, 3, 3))
 
 
+@pytest.mark.parametrize("scale", [1.0, 0.5])  # images made from bytes (held as uint8 codes), and not (floats)
+def test_epoch_dataset_gives_each_epochs_order_bit_for_bit(small_images, scale):
+    x = small_images[0][:50] * np.float32(scale)
+    batches = training.EpochDataset(x, batch_size=16, seed=3)
+    assert batches.steps == 4 and batches.dataset.cardinality() == 4
+    with pytest.raises(Exception, match="before its epoch was set"):
+        next(iter(batches.dataset))
+    for epoch in (2, 0):
+        batches.epoch = epoch
+        got = [batch.numpy() for batch in batches.dataset]
+        assert [len(batch) for batch in got] == [16, 16, 16, 2]
+        assert np.concatenate(got).tobytes() == x[training.epoch_order(50, 3, epoch)].tobytes()
+
+
+class EveryBatch(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+
+
+def test_steps_per_execution_changes_no_weight(small_images):
+    """13 steps per call, or one per call when a callback asks for every batch: the same weights, warm-up included."""
+    x, *_ = small_images  # 200 images: 13 steps per epoch
+    grouped, single, spy = fresh_vae(), fresh_vae(), EveryBatch()
+    training.train_vae(grouped, x, epochs=2, progress=None, kl_warmup=1.5)
+    training.train_vae(single, x, epochs=2, progress=None, kl_warmup=1.5, callbacks=[spy])
+    assert (grouped.steps_per_execution, single.steps_per_execution, spy.batches) == (13, 1, 26)
+    assert_same_weights(grouped, single)
+
+
+def test_the_backup_has_no_per_batch_hook(tmp_path):
+    """Keras dispatches steps asynchronously only when no callback has a per-batch hook."""
+    assert not training.needs_every_batch([training.AtomicBackupAndRestore(tmp_path), training.StopOnDivergence(),
+                                           training.EpochLine(), training.HistoryCSV(tmp_path / "h.csv")])
+    assert training.needs_every_batch([EveryBatch()])
+
+
 def test_fit_autoencoder_trains_on_batches_of_input_target_pairs(small_images):
     x, _, x_test, _ = small_images
     batches = training.EpochBatches(x, batch_size=50, seed=0, targets=True)

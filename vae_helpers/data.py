@@ -269,3 +269,33 @@ def subset(x, y, per_class, seed=0):
                            for label in np.unique(y)])
     keep = rng.permutation(keep)
     return x[keep], y[keep]
+
+
+def pixel_levels():
+    """The 256 float32 values ``to_images`` gives the bytes 0..255 (computed the same way)."""
+    levels = np.arange(256, dtype=np.float32)
+    levels /= 255.0
+    return levels
+
+
+def as_pixel_codes(images, chunk=8192):
+    """``images`` as uint8 codes into ``pixel_levels()`` (a quarter of the memory), or None if any pixel is not such a level.
+
+    ``pixel_levels()[codes]`` equals ``images`` bit for bit, so training on the codes sees exactly
+    the images it was given. Images that were not made from bytes (noise added, other scaling)
+    return None: they are kept as floats.
+    """
+    images = np.asarray(images)
+    if images.dtype != np.float32:
+        return None
+    levels = pixel_levels()
+    codes = np.empty(images.shape, dtype=np.uint8)
+    for start in range(0, len(images), chunk):  # in chunks: no full-size float temporaries
+        part = images[start:start + chunk]
+        scaled = np.rint(part * np.float32(255.0))
+        if not (np.all(scaled >= 0) and np.all(scaled <= 255)):
+            return None
+        codes[start:start + chunk] = scaled.astype(np.uint8)
+        if not np.array_equal(levels[codes[start:start + chunk]], part):
+            return None
+    return codes

@@ -83,11 +83,14 @@ def kl_divergence(z_mean, z_log_var):
     return 0.5 * ops.sum(ops.exp(z_log_var) + ops.square(z_mean) - 1.0 - z_log_var, axis=-1)
 
 
+def book_kl_term(z_mean, z_log_var):
+    """The 1st edition's KL part, per example: ``-5e-4 * mean(1 + z_log_var - z_mean**2 - exp(z_log_var))``."""
+    return -BOOK_KL_WEIGHT * ops.mean(1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1)
+
+
 def book_terms(x, x_decoded, z_mean, z_log_var):
     """The 1st edition's per-example objective in two parts: mean-over-pixels BCE, and its 5e-4-weighted KL mean."""
-    xent = ops.mean(pixel_cross_entropy(x, x_decoded), axis=-1)
-    kl = -BOOK_KL_WEIGHT * ops.mean(1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1)
-    return xent, kl
+    return ops.mean(pixel_cross_entropy(x, x_decoded), axis=-1), book_kl_term(z_mean, z_log_var)
 
 
 def book_loss(x, x_decoded, z_mean, z_log_var):
@@ -99,6 +102,36 @@ def book_loss(x, x_decoded, z_mean, z_log_var):
 def elbo_loss(x, x_decoded, z_mean, z_log_var):
     """Negative ELBO per example (single z sample): reconstruction plus KL, in nats."""
     return reconstruction_loss(x, x_decoded) + kl_divergence(z_mean, z_log_var)
+
+
+class KLWarmupSchedule:
+    """The KL weight of each training step, computed inside the compiled step from the optimizer's step counter.
+
+    Training step ``s`` of a warm-up over ``steps`` steps weighs the KL by ``min(1, (s + 1) / steps)``,
+    with ``s = iterations + offset``: ``offset`` (set once per epoch, ``set_epoch``) makes ``s`` count
+    from the first step of the run, whatever the optimizer counted before. The counter is part of the
+    optimizer's state, so a run restored from a checkpoint goes on with exactly the same weights. With
+    ``steps`` at 0 the loss layer's ``kl_weight`` is left as it is. Its variables belong to no layer:
+    weights files do not change.
+    """
+
+    def __init__(self):
+        self.steps = keras.Variable(0.0, dtype="float64", trainable=False, name="kl_warmup_steps")
+        self.offset = keras.Variable(0.0, dtype="float64", trainable=False, name="kl_warmup_offset")
+
+    def start(self, steps):
+        """Warm up over ``steps`` training steps (0: no warm-up)."""
+        self.steps.assign(float(steps))
+
+    def set_epoch(self, epoch, steps_per_epoch, iterations):
+        """Step ``epoch * steps_per_epoch`` of the run is the optimizer's step ``iterations``."""
+        self.offset.assign(float(epoch * steps_per_epoch - int(iterations)))
+
+    def __call__(self, iterations, kl_weight):
+        """The weight for the step the optimizer is about to take (float64 arithmetic, as in Python)."""
+        step = ops.cast(iterations, "float64") + self.offset + 1.0
+        ramp = ops.cast(ops.minimum(1.0, step / ops.maximum(self.steps, 1.0)), kl_weight.dtype)
+        return ops.where(self.steps > 0.0, ramp, kl_weight)
 
 
 @keras.saving.register_keras_serializable(package="vae_helpers")
@@ -119,14 +152,17 @@ class VAELoss(keras.layers.Layer):
         self.kl_tracker = keras.metrics.Mean(name="kl_loss")
 
     def call(self, x, x_decoded, z_mean, z_log_var):
+        # Each term is computed once and serves both the objective and the trackers.
+        pixels = pixel_cross_entropy(x, x_decoded)
+        reconstruction = ops.sum(pixels, axis=-1)
+        kl = kl_divergence(z_mean, posterior_log_var(z_log_var, self.preset.sampling))
         if self.preset.name == "book":
-            fit_term, kl_term = book_terms(x, x_decoded, z_mean, z_log_var)
+            fit_term, kl_term = ops.mean(pixels, axis=-1), book_kl_term(z_mean, z_log_var)
         else:
-            fit_term, kl_term = reconstruction_loss(x, x_decoded), kl_divergence(z_mean, z_log_var)
+            fit_term, kl_term = reconstruction, kl
         self.add_loss(ops.mean(fit_term + self.kl_weight * kl_term))
-        true_log_var = posterior_log_var(z_log_var, self.preset.sampling)
-        self.reconstruction_tracker.update_state(reconstruction_loss(x, x_decoded))
-        self.kl_tracker.update_state(kl_divergence(z_mean, true_log_var))
+        self.reconstruction_tracker.update_state(reconstruction)
+        self.kl_tracker.update_state(kl)
         return x_decoded
 
     def get_config(self):

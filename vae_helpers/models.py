@@ -98,6 +98,7 @@ class VAE(keras.Model):
         self.seed = seed
         self.sampling = Sampling(self.preset.sampling, seed=seed, name="sampling")
         self.vae_loss = VAELoss(self.preset.name, name="vae_loss")
+        self.kl_warmup = None  # a losses.KLWarmupSchedule while train_vae warms the KL up (not a weight)
         _check_compatible(encoder, decoder)
 
     @property
@@ -109,6 +110,9 @@ class VAE(keras.Model):
         return tuple(self.encoder.input_shape[1:])
 
     def call(self, x, training=False):
+        if training and self.kl_warmup is not None and getattr(self, "optimizer", None) is not None:
+            kl_weight = self.vae_loss.kl_weight
+            kl_weight.assign(self.kl_warmup(self.optimizer.iterations, kl_weight))
         z_mean, z_log_var = self.encoder(x, training=training)
         z = self.sampling([z_mean, z_log_var])
         x_decoded = self.decoder(z, training=training)

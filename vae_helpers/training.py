@@ -1,4 +1,4 @@
-"""Training with Keras' own loop: one ``fit`` call, Keras callbacks, and batches from a ``PyDataset``.
+"""Training with Keras' own loop: one ``fit`` call, Keras callbacks, and batches from a ``tf.data`` pipeline.
 
 ``train_vae`` trains a VAE. The batch order and the sampling noise of epoch ``e`` depend only on
 ``(seed, e)``, so a run that is interrupted and resumed from the last epoch that
@@ -6,7 +6,12 @@
 After each epoch the validation images are scored with the ELBO, the best weights are kept and the
 epoch's metrics are added to ``history.csv``. Every file is written atomically (a temporary file,
 then a rename), so a crash or a full disk never leaves half a checkpoint. A NaN or infinite loss
-stops training at once with ``TrainingDiverged``.
+stops training at the end of its epoch, before anything is scored or saved, with ``TrainingDiverged``.
+
+The steps themselves run without Python: the batches are gathered by ``tf.data`` from the images
+held as uint8 codes, one NumPy shuffle order per epoch; the KL warm-up weight is computed inside the
+step from the optimizer's counter; no callback of the default path has a per-batch hook, so Keras
+dispatches steps asynchronously, ``STEPS_PER_EXECUTION`` of them per call.
 
 ``train_run`` is what ``python -m vae_helpers train`` runs: data, run folder, ``run.json``, figures.
 Everything it is given (settings, data, the run folder, the checkpoint to resume) is checked before
@@ -30,9 +35,10 @@ import numpy as np
 
 from vae_helpers._tf import keras, set_seed, tf
 from vae_helpers.config import TrainSettings, check_count, check_memory, training_memory
-from vae_helpers.data import DataError, check_images, data_digest, load_mnist
+from vae_helpers.data import DataError, as_pixel_codes, check_images, data_digest, load_mnist, pixel_levels
 from vae_helpers.evaluation import elbo, knn_latent_accuracy
 from vae_helpers.files import atomic_write, copy_file, read_error, sha256_of, write_json
+from vae_helpers.losses import KLWarmupSchedule
 from vae_helpers.models import IMAGE_SHAPE, WeightsError, _check_shapes, build_vae, read_weights_file, save_vae_weights
 
 WEIGHTS_FILE = "weights.weights.h5"
@@ -90,36 +96,63 @@ class EpochBatches(keras.utils.PyDataset):
         return (batch, batch) if self.targets else batch
 
 
-class EpochSeeds(keras.callbacks.Callback):
-    """At each epoch's start, make its batches and its sampling noise depend only on (seed, epoch).
+#: Training steps per call of the compiled step (Keras' ``steps_per_execution``) when no callback needs every batch.
+STEPS_PER_EXECUTION = 32
+PREFETCH_BATCHES = 2
 
-    The first epoch of a ``fit`` call is known only here, after ``BackupAndRestore`` has chosen it.
+
+class EpochDataset:
+    """Shuffled batches of one epoch at a time as a ``tf.data`` pipeline: no Python call per step.
+
+    The images are held by TensorFlow once, as uint8 codes into ``data.pixel_levels()`` when they
+    were made from bytes (a quarter of the memory; the batches are the same floats bit for bit), as
+    float32 otherwise. Each epoch's order is ``epoch_order(n, seed, epoch)``, made once per epoch in
+    NumPy for the epoch in ``self.epoch``, which ``EpochSeeds`` sets before the epoch's first batch:
+    Keras starts a new iterator at each epoch (the data set has ``steps`` batches).
     """
 
-    def __init__(self, batches, seed):
+    def __init__(self, images, batch_size, seed):
+        self.n, self.batch_size, self.seed = len(images), batch_size, seed
+        self.steps = -(-self.n // batch_size)
+        self.epoch = None
+        codes = as_pixel_codes(images)
+        if codes is not None:
+            stored, levels = tf.constant(codes), tf.constant(pixel_levels())
+            take = lambda index: tf.gather(levels, tf.cast(tf.gather(stored, index), tf.int32))  # noqa: E731
+        else:
+            stored = tf.constant(np.asarray(images, dtype=np.float32))
+            take = lambda index: tf.gather(stored, index)  # noqa: E731
+        orders = tf.data.Dataset.from_generator(self._order, output_signature=tf.TensorSpec((self.n,), tf.int32))
+        batches = orders.flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
+        self.dataset = (batches.map(take).prefetch(PREFETCH_BATCHES)
+                        .apply(tf.data.experimental.assert_cardinality(self.steps)))
+
+    def _order(self):
+        if self.epoch is None:
+            raise RuntimeError("EpochDataset read before its epoch was set (EpochSeeds sets it at each epoch's start)")
+        yield epoch_order(self.n, self.seed, self.epoch).astype(np.int32)
+
+
+class EpochSeeds(keras.callbacks.Callback):
+    """At each epoch's start, make its batches, its sampling noise and its KL warm-up depend only on (seed, epoch).
+
+    The epoch comes from ``fit``, after ``BackupAndRestore`` has chosen where to resume. ``batches``
+    is an ``EpochDataset`` (its ``epoch``) or an ``EpochBatches`` (its ``first_epoch``).
+    """
+
+    def __init__(self, batches, seed, kl_warmup=None):
         super().__init__()
-        self.batches, self.seed, self._started = batches, seed, False
+        self.batches, self.seed, self.kl_warmup, self._started = batches, seed, kl_warmup, False
 
     def on_epoch_begin(self, epoch, logs=None):
-        if not self._started:
+        if isinstance(self.batches, EpochDataset):
+            self.batches.epoch = epoch
+        elif not self._started:
             self.batches.first_epoch, self._started = epoch, True
         state = np.array([self.seed * 100003 + epoch, 0], dtype=np.int64)
         self.model.sampling.seed_generator.state.assign(state)
-
-
-class KLWarmup(keras.callbacks.Callback):
-    """Raises the loss layer's KL weight linearly from near 0 to 1 over the first ``epochs`` epochs (a function of the step)."""
-
-    def __init__(self, epochs, steps_per_epoch):
-        super().__init__()
-        self.total, self.steps, self.epoch = epochs * steps_per_epoch, steps_per_epoch, 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_begin(self, batch, logs=None):
-        step = self.epoch * self.steps + batch + 1
-        self.model.vae_loss.kl_weight.assign(min(1.0, step / self.total))
+        if self.kl_warmup is not None:
+            self.kl_warmup.set_epoch(epoch, self.batches.steps, self.model.optimizer.iterations.numpy())
 
 
 class ValidationELBO(keras.callbacks.Callback):
@@ -134,20 +167,19 @@ class ValidationELBO(keras.callbacks.Callback):
 
 
 class StopOnDivergence(keras.callbacks.Callback):
-    """Raises TrainingDiverged as soon as a batch's loss is NaN or infinite.
+    """Raises TrainingDiverged at the end of an epoch whose mean loss is NaN or infinite.
 
-    Keras' ``TerminateOnNaN`` only asks ``fit`` to stop after the batch, so the end-of-epoch
-    callbacks (the validation ELBO, the checkpoints) would still run on the broken weights.
+    A NaN or infinite batch makes the epoch's mean loss NaN or infinite, so one check per epoch
+    finds it without a per-batch hook (which would stop Keras from dispatching steps
+    asynchronously). Placed first, it raises before the validation ELBO, the checkpoints and the
+    history see the broken weights. (Keras' ``TerminateOnNaN`` only asks ``fit`` to stop.)
     """
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
+    def on_epoch_end(self, epoch, logs=None):
         loss = float((logs or {}).get("loss", 0.0))
         if not math.isfinite(loss):
-            raise TrainingDiverged(f"the loss became {loss} in epoch {self.epoch + 1}, batch {batch + 1}: "
-                                   "training diverged; lower the learning rate")
+            raise TrainingDiverged(f"the loss became {loss} in epoch {epoch + 1}: training diverged; "
+                                   "lower the learning rate")
 
 
 class BestWeights(keras.callbacks.Callback):
@@ -198,6 +230,14 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     disk in the middle leaves a broken backup. Here each file is written to a temporary file and
     renamed, and the previous state is kept beside it (``double_checkpoint``).
     """
+
+    # With save_freq="epoch" Keras' batch hook only counts batches; left out, Keras can dispatch steps asynchronously.
+    on_train_batch_end = keras.callbacks.Callback.on_train_batch_end
+
+    def __init__(self, backup_dir, **kwargs):
+        super().__init__(backup_dir, **kwargs)
+        if self.save_freq != "epoch":
+            raise ValueError("AtomicBackupAndRestore saves once per epoch (save_freq='epoch')")
 
     def _save_model(self):
         os.makedirs(self.backup_dir, exist_ok=True)
@@ -256,6 +296,31 @@ def best_epoch(history):
     return int(np.argmax(history["val_elbo"])) + 1 if history.get("val_elbo") else None
 
 
+def needs_every_batch(callbacks):
+    """Whether any of ``callbacks`` has a per-batch training hook (it then sees every step: steps_per_execution 1)."""
+    hooks = ("on_batch_begin", "on_batch_end", "on_train_batch_begin", "on_train_batch_end")
+    return any(getattr(type(callback), hook) is not getattr(keras.callbacks.Callback, hook)
+               for callback in callbacks for hook in hooks)
+
+
+def _set_steps_per_execution(model, steps):
+    """Run ``steps`` training steps per call of the compiled step; the steps are traced again only when it changes.
+
+    ``predict`` and ``evaluate`` read the same setting, so their traced steps are dropped as well.
+    """
+    if model.steps_per_execution != steps:
+        model.steps_per_execution = steps
+        model.train_function = model.test_function = model.predict_function = None
+
+
+def _warmup_schedule(vae):
+    """The VAE's in-graph KL warm-up schedule, made once per model; a step traced before it existed is traced again."""
+    if getattr(vae, "kl_warmup", None) is None:
+        vae.kl_warmup = KLWarmupSchedule()
+        vae.train_function = None
+    return vae.kl_warmup
+
+
 def train_vae(vae, x_train, epochs, batch_size=16, x_val=None, seed=0, progress="epoch", checkpoint_dir=None,
               kl_warmup=0, callbacks=()):
     """Train ``vae`` until it has ``epochs`` epochs in all; return the per-epoch history (a dict of lists).
@@ -265,24 +330,30 @@ def train_vae(vae, x_train, epochs, batch_size=16, x_val=None, seed=0, progress=
     ``checkpoint_dir`` the run is backed up after every epoch, and a later call with that folder
     continues it from the last finished epoch (or extends a finished run). ``kl_warmup`` epochs of
     KL warm-up raise the KL's weight from near 0 to 1 (the validation ELBO always weighs it fully).
-    ``callbacks`` are passed on to ``fit``. A NaN or infinite loss raises ``TrainingDiverged`` at once.
+    ``callbacks`` are passed on to ``fit``; if one of them has a per-batch hook, every step is its
+    own call so that it sees each batch, otherwise ``STEPS_PER_EXECUTION`` steps run per call. A NaN
+    or infinite loss raises ``TrainingDiverged`` at the end of its epoch, before anything is saved.
     """
     x_train = check_images(x_train, "x_train", vae.image_shape)
     x_val = None if x_val is None else check_images(x_val, "x_val", vae.image_shape)
     epochs, batch_size = check_count(epochs, "epochs"), check_count(batch_size, "batch_size")
     if progress not in PROGRESS:
         raise ValueError(f"progress must be 'bar', 'epoch' or None, got {progress!r}")
+    if isinstance(kl_warmup, bool) or not isinstance(kl_warmup, (int, float)) or not 0 <= kl_warmup < math.inf:
+        raise ValueError(f"kl_warmup must be a number of epochs, 0 or more, got {kl_warmup!r}")
     check_memory(training_memory(batch_size, vae.latent_dim), f"training with batch_size={batch_size}",
                  "lower batch_size")
     if getattr(vae, "optimizer", None) is None:
         vae.compile()
+    callbacks = list(callbacks)
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(checkpoint_dir or scratch)
         folder.mkdir(parents=True, exist_ok=True)
-        batches = EpochBatches(x_train, batch_size, seed)
-        own = [EpochSeeds(batches, seed), StopOnDivergence()]
-        if kl_warmup:
-            own.append(KLWarmup(kl_warmup, batches.steps))
+        batches = EpochDataset(x_train, batch_size, seed)
+        schedule = _warmup_schedule(vae)
+        schedule.start(kl_warmup * batches.steps)
+        _set_steps_per_execution(vae, 1 if needs_every_batch(callbacks) else min(STEPS_PER_EXECUTION, batches.steps))
+        own = [StopOnDivergence(), EpochSeeds(batches, seed, schedule)]  # the divergence check first
         if x_val is not None:
             best_so_far = max(read_history(folder / HISTORY_FILE).get("val_elbo", []), default=None)
             own += [ValidationELBO(x_val, seed), BestWeights(folder / BEST_FILE, best_so_far)]
@@ -291,8 +362,11 @@ def train_vae(vae, x_train, epochs, batch_size=16, x_val=None, seed=0, progress=
             own.append(AtomicBackupAndRestore(folder / BACKUP_DIR, double_checkpoint=True, delete_checkpoint=False))
         if progress == "epoch":
             own.append(EpochLine())
-        vae.fit(batches, epochs=epochs, steps_per_epoch=batches.steps, shuffle=False, verbose=int(progress == "bar"),
-                callbacks=own + list(callbacks))
+        try:
+            vae.fit(batches.dataset, epochs=epochs, shuffle=False, verbose=int(progress == "bar"),
+                    callbacks=own + callbacks)
+        finally:
+            schedule.start(0)  # the model is used, and trained elsewhere, at its kl_weight
         history = read_history(folder / HISTORY_FILE)
         if not np.all(np.isfinite(history.get("loss", [np.nan]))):
             raise TrainingDiverged(f"the loss became {history.get('loss', [np.nan])[-1]} in epoch "
