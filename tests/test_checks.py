@@ -453,6 +453,10 @@ WRONG_TRAIN_STEP = {
     "gradients applied twice": (type("VAE", (VAE,), {"apply": apply_twice}), "twice", "once"),
     "KL averaged over latent dimensions": (vae(per_example=elbo_with(kl=lambda m, lv: kl_divergence(m, lv) / 2)),
                                            "averages the KL"),
+    "KL halved a second time": (vae(per_example=elbo_with(kl=lambda m, lv: 0.5 * kl_divergence(m, lv))),
+                                "1/2 is applied twice"),
+    "KL reported but not differentiated": (vae(objective=lambda loss, x, p, m, lv: ops.mean(reconstruction_loss(x, p))),
+                                           "reconstruction alone", "KL is missing"),
     "the book's beta": (vae(per_example=elbo_with(kl=lambda m, lv: 0.392 * kl_divergence(m, lv))), "0.784"),
     "the book's whole loss": (vae(per_example=book_per_example), "1st edition's loss"),
     "changes floatx": (vae(sample=lambda m, lv: (keras.config.set_floatx("float64"), sampling(m, lv))[1]),
@@ -666,6 +670,17 @@ def test_active_units_names_each_mistake(activity):
         fails(lambda c: check(right, c), wrong, "count")
     fails(lambda c: check(right, c), str(count), "one whole number")
     fails(lambda c: check(right, c), count + 1, f"{count} of 2")
+    fails(lambda v: check(v), np.sort(right)[::-1] if right[0] < right[1] else np.sort(right), "another order")
+    fails(lambda v: check(v), dict(enumerate(right)), "one per latent dimension")
+
+
+def test_active_units_accepts_the_unbiased_variance_on_few_digits(activity, capsys):
+    """ddof=1 (torch's and pandas' default) differs by n/(n-1): 0.2 % on these 500 digits, beyond rtol 1e-3."""
+    model, x, z_mean, _ = activity
+    unbiased = np.var(z_mean, axis=0, ddof=1)
+    assert not np.allclose(unbiased, z_mean.var(axis=0), rtol=1e-3)
+    checks.check_active_units(unbiased, int(np.sum(unbiased > 0.01)), model, x)
+    check_line(capsys)
 
 
 def test_active_units_names_the_inactive_count_and_the_square_root_slip(activity):
@@ -708,6 +723,14 @@ WRONG_LOG_MEAN_EXP = {
     "wrong axis": (lambda w: log_mean_exp(w.T), "shape (6,)", "axis 0"),
     "one number": (lambda w: log_mean_exp(w).mean(), "shape ()", "one value per image"),
     "in place": (shift_in_place, "changed the array it was given"),
+    "largest of the whole array": (lambda w: w.max() + np.log(np.mean(np.exp(w - w.max()), axis=0)),
+                                   "nats apart", "axis 0, not over the whole array"),
+    "largest of the whole array, float32": (
+        lambda w: (lambda v: v.max() + np.log(np.mean(np.exp(v - v.max()), axis=0)))(w.astype("float32")), "inf or nan"),
+    "smallest per image": (lambda w: w.min(0) + np.log(np.mean(np.exp(w - w.min(0)), axis=0)), "1,500 nats"),
+    "mean per image": (lambda w: w.mean(0) + np.log(np.mean(np.exp(w - w.mean(0)), axis=0)), "1,500 nats"),
+    "keepdims": (lambda w: log_mean_exp(w)[None, :], "shape (1, 5)", "keepdims"),
+    "log k twice": (lambda w: log_mean_exp(w) - np.log(len(w)), "subtracts log k twice"),
     "stub": (stub, "returned None"),
     "raises": (raises, "raised ValueError", "boom"),
     "ellipsis": (lambda w: ..., "no answer yet"),

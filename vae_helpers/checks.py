@@ -144,6 +144,9 @@ KL_NO_HALF = "is missing the factor 1/2 in the KL"
 KL_LOG_SIGMA = "computes the KL as if z_log_var were log-sigma (the book's convention)"
 KL_MEAN_DIMS = ("averages the KL over the latent dimensions (a KL weight of 1/latent_dim, as in the book's "
                 "2nd and 3rd editions): sum it")
+KL_HALF_OR_MEAN_DIMS = ("weights the KL by 1/2: either it averages the KL over the 2 latent dimensions (a KL weight of "
+                        "1/latent_dim, as in the book's 2nd and 3rd editions) or the 1/2 is applied twice. The KL enters "
+                        "the loss whole, summed over the latent dimensions")
 KL_BOOK_BETA = "weights the KL by the book's beta = 0.784 / latent_dim instead of 1"
 BOOK_LOSS = ("is the 1st edition's loss: the per-pixel mean cross-entropy plus 5e-4 times the mean KL "
              "bracket, which is the ELBO divided by 784 with the KL weighted by 0.784 / latent_dim. Sum the "
@@ -585,7 +588,8 @@ def check_reconstruction_loss(fn):
 def _elbo_variants(recon, kl, kl_log_sigma, latent_dim):
     """(mistakes, scalar) for the batch-mean negative ELBO (first) and its usual slips, the book's loss among them."""
     kls = {(): kl, (KL_MISSING,): 0 * kl, (KL_SIGN,): -kl, (KL_NO_HALF,): 2 * kl, (KL_LOG_SIGMA,): kl_log_sigma,
-           (KL_MEAN_DIMS,): kl / latent_dim, (KL_BOOK_BETA,): 0.784 / latent_dim * kl}
+           (KL_MEAN_DIMS if latent_dim != 2 else KL_HALF_OR_MEAN_DIMS,): kl / latent_dim,
+           (KL_BOOK_BETA,): 0.784 / latent_dim * kl}
     variants = _variants(lambda r, k, reduce: reduce(r + k), {(): recon, (PIXEL_MEAN,): recon / 784}, kls,
                          {(): np.mean, (BATCH_SUM,): np.sum})
     return variants + [((BOOK_LOSS,), np.mean(recon / 784 + 1e-3 / latent_dim * kl))]
@@ -742,11 +746,11 @@ def _posterior64(weights, x):
 
 
 def _reference_step(weights, x, eps):
-    """Per-example reconstruction and KL (float64) and the gradient of the mean negative ELBO with the noise
-    ``eps``, on our own forward pass."""
+    """Per-example reconstruction and KL (float64), the gradient of the mean negative ELBO with the noise
+    ``eps`` and that of the mean reconstruction alone, on our own forward pass."""
     w = [tf.Variable(np.asarray(v, np.float64)) for v in weights]
     xs = tf.constant(x.reshape(len(x), -1), tf.float64)
-    with tf.GradientTape() as tape:
+    with tf.GradientTape(persistent=True) as tape:
         h = tf.nn.relu(xs @ w[0] + w[1])
         mu, lv = h @ w[2] + w[3], h @ w[4] + w[5]
         z = mu + tf.exp(0.5 * lv) * tf.constant(eps, tf.float64)
@@ -755,8 +759,9 @@ def _reference_step(weights, x, eps):
         kl = 0.5 * tf.reduce_sum(tf.exp(lv) + mu**2 - 1 - lv, axis=-1)
         kl_log_sigma = 0.5 * tf.reduce_sum(tf.exp(2 * lv) + mu**2 - 1 - 2 * lv, axis=-1)
         loss = tf.reduce_mean(recon + kl)
-    grads = tape.gradient(loss, w)
-    return recon.numpy(), kl.numpy(), kl_log_sigma.numpy(), [g.numpy() for g in grads]
+        recon_only = tf.reduce_mean(recon)
+    grads, recon_grads = tape.gradient(loss, w), tape.gradient(recon_only, w)
+    return recon.numpy(), kl.numpy(), kl_log_sigma.numpy(), [g.numpy() for g in grads], [g.numpy() for g in recon_grads]
 
 
 class _BadReturn(Exception):
@@ -840,10 +845,10 @@ def check_train_step(model_class):
     for step in range(STEPS):
         weights = before if step == 0 else steps.weights[step - 1]
         eps = _check_sampled_codes(name, codes[step], *_posterior64(weights, x), previous_eps, model_class)
-        recon, kl, kl_log_sigma, grads = _reference_step(weights, x, eps)
+        recon, kl, kl_log_sigma, grads, recon_grads = _reference_step(weights, x, eps)
         _check_reported_loss(name, steps.logs[step], _elbo_variants(recon, kl, kl_log_sigma, LATENT_DIM),
                              model_class)
-        _check_update(name, weights, steps.weights[step], grads, n_encoder=6, code=model_class)
+        _check_update(name, weights, steps.weights[step], grads, recon_grads, n_encoder=6, code=model_class)
         previous_eps = eps
     print(f"✓ {name}: two SGD steps in fit's compiled graph sample z = z_mean + exp(0.5 * z_log_var) * eps with "
           "fresh noise, report the mean negative ELBO as 'loss' and move encoder and decoder weights by "
@@ -907,8 +912,9 @@ def _check_reported_loss(name, logs, variants, code=None):
     _check_loss_value(name, float(loss), variants, code=code)
 
 
-def _check_update(name, before, after, grads, n_encoder, code=None):
-    """Compare the weight change with -learning_rate * gradient: all weights, then decoder and encoder."""
+def _check_update(name, before, after, grads, recon_grads, n_encoder, code=None):
+    """Compare the weight change with -learning_rate * gradient: all weights, then decoder and encoder
+    (``recon_grads``, the gradient of the reconstruction alone, names a KL left out of the differentiated loss)."""
     flat = lambda arrays: np.concatenate([np.asarray(a, np.float64).ravel() for a in arrays])  # noqa: E731
     moved, want = flat(after) - flat(before), -LEARNING_RATE * flat(grads)
     close = lambda got, ref: np.linalg.norm(got - ref) <= 1e-3 * np.linalg.norm(ref) + 1e-8  # noqa: E731
@@ -938,6 +944,10 @@ def _check_update(name, before, after, grads, n_encoder, code=None):
         raise _fail(f"{name}: the encoder's weights did not move: gradients do not reach z_mean and "
                     "z_log_var. Call self.encoder inside the GradientTape, sample z with keras.ops "
                     "(no NumPy, no stop_gradient) and apply the gradients to self.trainable_weights.", code)
+    if close(moved[encoder], -LEARNING_RATE * flat(recon_grads)[encoder]):
+        raise _fail(f"{name}: the encoder moved by the gradient of the reconstruction alone: the KL is missing "
+                    "from the loss you pass to tape.gradient (report and differentiate the same loss, "
+                    "reconstruction + KL).", code)
     raise _fail(f"{name}: the decoder learns correctly but the encoder's update is wrong: the "
                 "reconstruction's gradient does not flow back through z to z_mean and z_log_var (sample z with "
                 "keras.ops inside the tape, no NumPy, no stop_gradient).", code)
@@ -1058,7 +1068,11 @@ def check_active_units(variances, count, model, x, threshold=ACTIVE_THRESHOLD):
     z_mean, z_log_var = (np.asarray(a, np.float64) for a in latent.encode(model, x, return_log_var=True))
     latent_dim = z_mean.shape[1]
     right = z_mean.var(axis=0)
-    got = np.asarray(keras.ops.convert_to_numpy(variances) if tf.is_tensor(variances) else variances, np.float64)
+    try:
+        got = np.asarray(keras.ops.convert_to_numpy(variances) if tf.is_tensor(variances) else variances, np.float64)
+    except (TypeError, ValueError):
+        raise CheckFailed(f"variances: expected {latent_dim} numbers, one per latent dimension, got a "
+                          f"{type(variances).__name__}: use np.var(latent.encode(model, x), axis=0).") from None
     wrong = [
         ("are the variances of z_log_var across the digits. A dimension is active when its posterior *mean* "
          "moves from digit to digit: use latent.encode(model, x), which returns the means", z_log_var.var(axis=0)),
@@ -1068,7 +1082,12 @@ def check_active_units(variances, count, model, x, threshold=ACTIVE_THRESHOLD):
         ("are one variance per digit: take the variance over the digits, axis=0, one value per latent dimension",
          z_mean.var(axis=1)),
     ]
-    if _match(got, [((), right)], rtol=1e-3, atol=1e-6) is None:
+    n = len(z_mean)
+    unbiased = right * n / (n - 1)  # ddof=1, as torch and pandas default to: also right
+    if _match(got, [((), right), ((), unbiased)], rtol=1e-3, atol=1e-6) is None:
+        if got.shape == right.shape and np.allclose(np.sort(got), np.sort(right), rtol=1e-3, atol=1e-6):
+            raise CheckFailed("Your variances are the right values in another order: keep one per latent "
+                              "dimension, in the encoder's order (sort only a copy for printing).")
         for message, values in wrong:
             if _match(got, [((), values)], rtol=1e-3, atol=1e-6) is not None:
                 raise CheckFailed(f"Your variances {message}.")
@@ -1097,9 +1116,14 @@ def _log_weight_cases():
     """Log-weights (k, n) as an importance-weighted bound sees them: ordinary, far below 0, far above, k = 1."""
     rng = np.random.default_rng(7)
     ordinary = rng.normal(-3.0, 2.0, size=(6, 5))
+    apart = ordinary + np.array([0.0, -300.0, -900.0, 200.0, -600.0])
+    wide = ordinary.copy()
+    wide[:, 2] = np.linspace(-1600.0, -100.0, len(wide))
     return [("log-weights near -3", ordinary),
             ("log-weights near -1000, as for an image's log p(x, z)", ordinary - 997.0),
             ("log-weights near +800", ordinary + 803.0),
+            ("images whose log-weights lie hundreds of nats apart", apart),
+            ("one image whose log-weights spread over 1,500 nats", wide),
             ("a single sample (k = 1)", ordinary[:1])]
 
 
@@ -1132,12 +1156,14 @@ def check_log_mean_exp(fn):
         right = _log_mean_exp64(log_w)
         if got.shape != (n,):
             why = (" That is one value per sample: reduce over axis 0, the k samples, to get one value per image."
-                   if got.shape == (k,) and k != n else "")
+                   if got.shape == (k,) and k != n else
+                   " Drop keepdims=True (or index [0])." if got.shape == (1, n) else "")
             raise _fail(f"{name} returned shape {got.shape} for log-weights of shape ({k}, {n}); expected ({n},), "
                         f"one value per image.{why}", fn)
         if not np.all(np.isfinite(got)):
             raise _fail(f"{name} returned inf or nan for {label}: exp overflows or underflows there. Subtract "
-                        "each image's largest log-weight before exponentiating, and add it back after the log.", fn)
+                        "each image's own largest log-weight (a maximum over axis 0, not over the whole array) "
+                        "before exponentiating, and add it back after the log.", fn)
         wrong = [
             ("is the mean of the log-weights: that is the ELBO's estimate. The bound takes the log of the mean "
              "of the weights, log(mean(exp(log_w)))", log_w.mean(axis=0)),
@@ -1145,6 +1171,8 @@ def check_log_mean_exp(fn):
              right + np.log(k)),
             ("is the largest log-weight alone: the others still count, through log(mean(exp(log_w - top)))",
              log_w.max(axis=0)),
+            (f"subtracts log k twice (too low by log k = log {k}): a mean already divides by k once",
+             right - np.log(k)),
         ]
         if _match(got, [((), right)], rtol=1e-7, atol=1e-3) is None:
             for message, values in wrong:
@@ -1152,8 +1180,8 @@ def check_log_mean_exp(fn):
                     raise _fail(f"{name} {message}.", fn)
             raise _fail(f"{name} gives wrong values for {label}: expected log(mean over the k samples of "
                         "exp(log_w)), one value per image.", fn)
-    print(f"✓ {name}: right on ordinary log-weights, near -1000 and +800 (no overflow), and for k = 1; "
-          "its input left unchanged")
+    print(f"✓ {name}: right on ordinary log-weights, near -1000 and +800, for images far apart and a wide spread "
+          "(no overflow), and for k = 1; its input left unchanged")
 
 
 def check_number(name, got, expected, tolerance, hint="", reduce=None):
