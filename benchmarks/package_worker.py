@@ -7,7 +7,11 @@ start-up and neither inherits the other's thread pools. It prints one JSON objec
   model warmed up first, then timed round-robin so a change in load hits every batch size alike.
 * ``--task quality``: ``train_vae`` with a callback that scores the test ELBO every fraction of an
   epoch (scoring time is kept out of the training clock) and stops once a target is reached.
-  Recipes: batch size, learning rate, a cosine schedule, and KL warm-up (all options of the package).
+  Recipes: batch size, learning rate, a cosine schedule, learning-rate and KL warm-up (all options
+  of the package), or a named CLI recipe (``--recipe fast``). Each score also logs what explains a
+  curve: the KL of the batches trained since the epoch began, the active latent units (those whose
+  posterior mean varies over the test digits by more than 0.01, Burda et al. 2016) and the encoder's
+  dead ReLUs (hidden units at 0 for every test digit).
 """
 
 import argparse
@@ -19,19 +23,36 @@ import time
 import numpy as np
 
 from vae_helpers import keras, set_seed
-from vae_helpers.config import TrainSettings
+from vae_helpers.config import TrainSettings, recipe_settings
 from vae_helpers.evaluation import elbo
+from vae_helpers.latent import encode
 from vae_helpers.models import build_vae
 from vae_helpers.training import learning_rate, train_vae
 
 
-def make_vae(args, n_train):
-    """The package's VAE with the recipe's optimizer: Adam at a constant or cosine-decayed learning rate."""
-    settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                             lr_schedule=args.schedule)
-    vae = build_vae(seed=args.seed, compile=False)
+def recipe(args):
+    """The run's TrainSettings: a named recipe's, or the flags'."""
+    if args.recipe:
+        return TrainSettings(**recipe_settings(args.recipe)).validate()
+    return TrainSettings(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                         lr_schedule=args.schedule, lr_warmup=args.lr_warmup, kl_warmup=args.kl_warmup).validate()
+
+
+def make_vae(settings, seed, n_train):
+    """The package's VAE with the recipe's optimizer: Adam at the recipe's learning rate or schedule."""
+    vae = build_vae(seed=seed, compile=False)
     vae.compile(keras.optimizers.Adam(learning_rate(settings, n_train)))
     return vae
+
+
+def diagnose(vae, x_test):
+    """Active latent units and dead ReLUs of the encoder's hidden Dense layer, over ``x_test``."""
+    means = encode(vae, x_test)
+    hidden_layer = next(layer for layer in vae.encoder.layers if isinstance(layer, keras.layers.Dense))
+    model = keras.Model(vae.encoder.input, hidden_layer.output)
+    hidden = np.concatenate([model(x_test[i:i + 1000]).numpy() for i in range(0, len(x_test), 1000)])
+    return {"active_units": int(np.sum(np.var(means, axis=0) > 0.01)),
+            "dead_relus": int(np.sum(np.all(hidden <= 0, axis=0))), "hidden_units": int(hidden.shape[1])}
 
 
 class Clock:
@@ -50,23 +71,37 @@ class Clock:
 
 
 class Scorer(keras.callbacks.Callback):
-    """Scores the test ELBO every ``every`` batches (off the clock) and stops training at the target."""
+    """Scores the test ELBO every ``every`` batches (off the clock) and stops training at the target.
+
+    It is called after each group of steps (``grouped_steps_ok``), so ``train_vae`` keeps its
+    steps per execution: a score falls on the first group that ends at or past its batch.
+    """
+
+    grouped_steps_ok = True
 
     def __init__(self, x_test, every, steps_per_epoch, args):
         super().__init__()
         self.x_test, self.every, self.steps, self.args = x_test, every, steps_per_epoch, args
-        self.curve, self.clock, self.done = [], Clock(), 0
+        self.curve, self.clock, self.epoch, self.next = [], Clock(), 0, every
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        self.done += 1
-        if self.done % self.every:
+        done = self.epoch * self.steps + min(batch + 1, self.steps)
+        if done < self.next:
             return
+        self.next = (done // self.every + 1) * self.every
         self.clock.pause()
         score = elbo(self.model, self.x_test, n_samples=self.args.n_samples, seed=0)
-        self.curve.append({"epoch": self.done / self.steps, "train_seconds": self.clock.wall,
-                           "train_cpu_seconds": self.clock.cpu, "test_elbo": score, "loadavg_1m": os.getloadavg()[0]})
-        print(f"{self.args.name}: epoch {self.curve[-1]['epoch']:.2f}, {self.clock.wall:.0f} s, test ELBO {score:.2f}",
-              file=sys.stderr, flush=True)
+        point = {"epoch": done / self.steps, "train_seconds": self.clock.wall, "train_cpu_seconds": self.clock.cpu,
+                 "test_elbo": score, "loadavg_1m": os.getloadavg()[0], "train_kl": float(logs["kl_loss"]),
+                 "train_reconstruction": float(logs["reconstruction_loss"]),
+                 **diagnose(self.model, self.x_test)}
+        self.curve.append(point)
+        print(f"{self.args.name}: epoch {point['epoch']:.2f}, {self.clock.wall:.0f} s, {self.clock.cpu:.0f} CPU-s, "
+              f"test ELBO {score:.2f}, KL {point['train_kl']:.2f}, active units {point['active_units']}, "
+              f"dead ReLUs {point['dead_relus']}/{point['hidden_units']}", file=sys.stderr, flush=True)
         if self.args.target is not None and score >= self.args.target:
             self.model.stop_training = True
         self.clock.resume()
@@ -74,20 +109,21 @@ class Scorer(keras.callbacks.Callback):
 
 def task_quality(args, x, x_test):
     set_seed(args.seed)
-    steps = -(-len(x) // args.batch_size)
-    vae = make_vae(args, len(x))
+    settings = recipe(args)
+    steps = -(-len(x) // settings.batch_size)
+    vae = make_vae(settings, args.seed, len(x))
     scorer = Scorer(x_test, max(1, steps // args.scores_per_epoch), steps, args)
-    train_vae(vae, x, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, progress=None,
-              kl_warmup=args.kl_warmup, callbacks=[scorer])
-    return {"curve": scorer.curve}
+    train_vae(vae, x, epochs=settings.epochs, batch_size=settings.batch_size, seed=args.seed, progress=None,
+              kl_warmup=settings.kl_warmup, callbacks=[scorer])
+    return {"curve": scorer.curve, "settings": settings.__dict__, "steps_per_execution": vae.steps_per_execution}
 
 
 def task_throughput(args, x, x_test):
     sizes = [int(size) for size in args.batch_sizes.split(",")]
     models = {}
-    for size in sizes:  # warm-up: build, trace and run each model once
+    for size in sizes:  # warm-up: build, trace and run each model once (as many steps per execution as timed)
         models[size] = build_vae(seed=0)
-        train_vae(models[size], x[:20 * size], epochs=1, batch_size=size, progress=None)
+        train_vae(models[size], x[:64 * size], epochs=1, batch_size=size, progress=None)
     runs = []
     for repeat in range(args.repeats):
         for size in sizes if repeat % 2 == 0 else sizes[::-1]:
@@ -115,6 +151,8 @@ def main(argv=None):
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
     parser.add_argument("--kl-warmup", type=float, default=0.0, help="epochs of linear KL warm-up (0: none)")
+    parser.add_argument("--lr-warmup", type=float, default=0.0, help="epochs of linear learning-rate warm-up (0: none)")
+    parser.add_argument("--recipe", default=None, help="a named recipe of the CLI (its settings replace the flags')")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--scores-per-epoch", type=int, default=2)
     parser.add_argument("--n-samples", type=int, default=2)

@@ -41,6 +41,34 @@ def throughput_table(runs):
                   "CPU-s per 60k epoch", "load (1 min)"], rows)
 
 
+def step_cost_fit(runs):
+    """Least-squares fit of the package's time per step to t(B) = a * B + c, wall and CPU, over its batch sizes (ms)."""
+    import numpy as np
+
+    sizes = sorted({r["batch_size"] for r in runs["package"]})
+    fits = {}
+    for key, rate in (("wall", "images_per_s"), ("CPU", "images_per_cpu_s")):
+        ms = [1000 * size / statistics.median(r[rate] for r in runs["package"] if r["batch_size"] == size)
+              for size in sizes]
+        a, c = np.polyfit(sizes, ms, 1)
+        fits[key] = (a, c, ms)
+    rows = [[key, f"{a:.3f}", f"{c:.2f}", ", ".join(f"{size}: {m:.1f}" for size, m in zip(sizes, ms))]
+            for key, (a, c, ms) in fits.items()]
+    return table(["time", "a (ms per image)", "c (ms per step)", "ms per step by batch size"], rows)
+
+
+def diagnose_table(result):
+    """Per score of each diagnosed recipe: test ELBO, the KL of its training batches, active units, dead ReLUs."""
+    rows = []
+    for name, curve in result["recipes"].items():
+        for point in curve:
+            rows.append([name, f"{point['epoch']:.1f}", f"{point['test_elbo']:.1f}", f"{point['train_kl']:.2f}",
+                         f"{point['train_reconstruction']:.1f}", point["active_units"],
+                         f"{point['dead_relus']}/{point['hidden_units']}"])
+    return table(["recipe", "epoch", "test ELBO", "KL (training batches)", "reconstruction (training)",
+                  "active units (of 2)", "dead ReLUs (encoder's Dense)"], rows)
+
+
 def reached(curve, target):
     """The first point of a curve at or above the target, or None."""
     return next((point for point in curve if point["test_elbo"] >= target), None)
@@ -88,6 +116,18 @@ def quality_figure(result, path):
     figure.savefig(path, dpi=100, bbox_inches="tight", metadata={"Software": None})
 
 
+def profile_table(path):
+    """``benchmarks/profile_step.py`` before and after, from profile.json ({"before": ..., "after": ...})."""
+    result = json.loads(path.read_text())
+    rows = []
+    for when in ("before", "after"):
+        for name, runs in result[when]["times"].items():
+            rows.append([when, name, f"{statistics.median(r['ms_per_step'] for r in runs):.2f}",
+                         f"{statistics.median(r['cpu_ms_per_step'] for r in runs):.2f}",
+                         f"{min(r['load'] for r in runs):.1f}-{max(r['load'] for r in runs):.1f}"])
+    return table(["code", "variant", "ms per step", "CPU ms per step", "load (1 min)"], rows)
+
+
 def notebooks_table(path):
     """Each notebook's wall time, CPU time and peak kernel memory, from ``run_notebooks.py --measure``."""
     result = json.loads(path.read_text())
@@ -104,9 +144,14 @@ def main():
     prefix = "quick_" if parser.parse_args().quick else ""
     if (runs := load(prefix, "throughput")) is not None:
         print("### Training throughput\n\n" + throughput_table(runs) + "\n")
+        print("Per-step cost of train_vae, fitted to t(B) = a * B + c:\n\n" + step_cost_fit(runs) + "\n")
     if (result := load(prefix, "quality")) is not None:
         print("### Time to the book's test ELBO\n\n" + quality_tables(result) + "\n")
         quality_figure(result, RESULTS / f"{prefix}quality_mnist.png")
+    if (result := load(prefix, "diagnose")) is not None:
+        print("### What the collapse and the warm-up do\n\n" + diagnose_table(result) + "\n")
+    if (RESULTS / f"{prefix}profile.json").is_file():
+        print("### Profile of a batch-16 step\n\n" + profile_table(RESULTS / f"{prefix}profile.json") + "\n")
     if not prefix and (RESULTS / "notebooks.json").is_file():
         print("### Notebooks\n\n" + notebooks_table(RESULTS / "notebooks.json") + "\n")
     if (result := load(prefix, "manifold")) is not None:

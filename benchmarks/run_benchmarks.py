@@ -8,7 +8,8 @@
 Sections: ``machine``; ``throughput`` (images per second and per CPU-second, the book against
 ``train_vae`` at four batch sizes, which also gives the cost of a 60,000-image epoch); ``quality``
 (time for the book's recipe and for several package recipes to reach the book's 10-epoch test
-ELBO); ``manifold`` (the book's 225 ``predict`` calls against one batched decode); ``decode`` (a
+ELBO; ``--recipes`` picks some); ``diagnose`` (the recipes whose curves need explaining, with their
+KL, active units and dead ReLUs); ``manifold`` (the book's 225 ``predict`` calls against one batched decode); ``decode`` (a
 widget's single-code decode). Without ``--mnist`` the data comes from ``load_mnist("auto")``.
 
 Both sides train in fresh subprocesses (the book's code needs graph-mode tf_keras, which cannot
@@ -30,7 +31,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-SECTIONS = ("machine", "throughput", "quality", "manifold", "decode")
+SECTIONS = ("machine", "throughput", "quality", "diagnose", "manifold", "decode")
 #: Package recipes for the time-to-quality race: name -> package_worker.py arguments.
 RECIPES = {
     "default (batch 16, Adam 1e-3)": [],
@@ -38,10 +39,14 @@ RECIPES = {
     "batch 128, Adam 3e-3": ["--batch-size", "128", "--learning-rate", "3e-3"],
     "batch 16, cosine decay over 10 epochs": ["--schedule", "cosine"],
     "batch 16, KL warm-up over 1 epoch": ["--kl-warmup", "1"],
+    "--recipe fast": ["--recipe", "fast"],
 }
-PLANS = {"full": {"images": 12_800, "repeats": 2, "book_epochs": 10, "max_epochs": 10, "decodes": 2000, "rounds": 5},
+#: Recipes whose curves need explaining (section "diagnose"): trained for a few epochs, logging KL and active units.
+DIAGNOSED = ("default (batch 16, Adam 1e-3)", "batch 128, Adam 3e-3", "batch 16, KL warm-up over 1 epoch")
+PLANS = {"full": {"images": 12_800, "repeats": 2, "book_epochs": 10, "max_epochs": 10, "decodes": 2000, "rounds": 5,
+                  "diagnose_epochs": 3},
          "quick": {"images": 1_600, "repeats": 1, "book_epochs": 1, "max_epochs": 1, "decodes": 100, "rounds": 1,
-                   "train": 3_200, "test": 500}}
+                   "train": 3_200, "test": 500, "diagnose_epochs": 1}}
 
 
 def log(message):
@@ -104,20 +109,30 @@ def score_book_epochs(book, x_test, n_samples):
     return book
 
 
-def quality(files, plan, x_test, folder):
+def quality(files, plan, x_test, folder, recipes):
     """The book's recipe for ``book_epochs`` epochs, then each package recipe until it reaches the book's final ELBO."""
     log(f"quality: the book's recipe, {plan['book_epochs']} epochs")
     book = worker("book_recipe.py", "--task", "train", "--data", files["train"], "--epochs", plan["book_epochs"],
                   "--out", folder, legacy=True)
     book = score_book_epochs(book, x_test, n_samples=2)
     target = book["epochs"][-1]["test_elbo"]
-    recipes = {}
-    for name, arguments in RECIPES.items():
+    results = {}
+    for name, arguments in recipes.items():
         log(f"quality: {name}, up to {plan['max_epochs']} epochs or test ELBO {target:.2f}")
-        recipes[name] = worker("package_worker.py", "--task", "quality", "--data", files["train"], "--test",
+        results[name] = worker("package_worker.py", "--task", "quality", "--data", files["train"], "--test",
                                files["test"], "--name", name, "--epochs", plan["max_epochs"], "--target", target,
                                *arguments)["curve"]
-    return {"target": target, "book": book["epochs"], "recipes": recipes, "recipe_arguments": RECIPES}
+    return {"target": target, "book": book["epochs"], "recipes": results, "recipe_arguments": recipes}
+
+
+def diagnose(files, plan):
+    """The recipes of ``DIAGNOSED`` for a few epochs: test ELBO, training KL, active units and dead ReLUs twice an epoch."""
+    curves = {}
+    for name in DIAGNOSED:
+        log(f"diagnose: {name}, {plan['diagnose_epochs']} epochs")
+        curves[name] = worker("package_worker.py", "--task", "quality", "--data", files["train"], "--test",
+                              files["test"], "--name", name, "--epochs", plan["diagnose_epochs"], *RECIPES[name])["curve"]
+    return {"recipes": curves, "recipe_arguments": {name: RECIPES[name] for name in DIAGNOSED}}
 
 
 def manifold(files, plan):
@@ -163,12 +178,18 @@ def main(argv=None):
     parser.add_argument("--mnist", help="folder of the MNIST IDX files (default: load_mnist('auto'))")
     parser.add_argument("--quick", action="store_true", help="a smoke run: little data, one epoch")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections of {SECTIONS}")
+    parser.add_argument("--recipes", default=None,
+                        help=f"quality: comma-separated numbers (1-based) of the recipes to race, of {list(RECIPES)}")
     args = parser.parse_args(argv)
     sections = args.only.split(",")
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
         sys.exit(f"run_benchmarks: unknown sections {unknown}; choose from {SECTIONS}")
     plan = PLANS["quick" if args.quick else "full"]
+    recipes = RECIPES
+    if args.recipes:
+        names = list(RECIPES)
+        recipes = {names[int(i) - 1]: RECIPES[names[int(i) - 1]] for i in args.recipes.split(",")}
     prefix = "quick_" if args.quick else ""
     RESULTS.mkdir(exist_ok=True)
     sys.path.insert(0, str(HERE))
@@ -183,7 +204,8 @@ def main(argv=None):
         np.save(files["train"], x_train)
         np.save(files["test"], x_test)
         jobs = {"machine": machine, "throughput": lambda: throughput(files, plan),
-                "quality": lambda: quality(files, plan, x_test, folder),
+                "quality": lambda: quality(files, plan, x_test, folder, recipes),
+                "diagnose": lambda: diagnose(files, plan),
                 "manifold": lambda: manifold(files, plan), "decode": lambda: decode_latency(plan)}
         for section in sections:
             result = {"section": section, "data": {"train": len(x_train), "test": len(x_test)}, **{"result": jobs[section]()}}

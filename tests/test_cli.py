@@ -201,3 +201,36 @@ def test_debug_flag_shows_the_traceback(tmp_path):
     debug = cli("--debug", "train", "--data", tmp_path / "missing", "--out", tmp_path / "run")
     assert plain.returncode == 2 and "Traceback" not in plain.stderr
     assert debug.returncode != 0 and "Traceback" in debug.stderr and "DataError" in debug.stderr
+
+
+def test_recipe_fast_gives_its_settings_and_flags_beside_it_win(monkeypatch, tmp_path):
+    from vae_helpers import cli as command_line, config, training
+
+    seen = {}
+
+    def record(out, settings, **kwargs):
+        seen["settings"] = settings
+        return None, {"test_elbo": -150.0, "best_epoch": 1, "knn_accuracy": 0.5, "files": []}
+
+    monkeypatch.setattr(training, "train_run", record)
+    out = str(tmp_path / "run")
+    assert command_line.main(["train", "--data", "sample", "--recipe", "fast", "--epochs", "2", "--out", out]) == 0
+    expected = {**config.RECIPES["fast"], "data": "sample", "epochs": 2}
+    assert seen["settings"] == config.TrainSettings(**expected)
+    assert seen["settings"].lr_schedule == "cosine" and seen["settings"].lr_warmup > 0  # not the defaults
+    assert command_line.main(["train", "--data", "sample", "--recipe", "default", "--out", out]) == 0
+    assert seen["settings"] == config.TrainSettings(data="sample")
+
+
+def test_recipe_and_lr_warmup_are_refused_by_name(tmp_path, capsys):
+    from vae_helpers import cli as command_line
+
+    out = str(tmp_path / "run")
+    assert command_line.main(["train", "--recipe", "fast", "--resume", "--out", out]) == 2
+    assert "--recipe cannot be combined with --resume" in capsys.readouterr().err
+    assert command_line.main(["train", "--epochs", "3", "--lr-warmup", "3", "--out", out]) == 2
+    assert "--lr-warmup must be a number of epochs from 0 to less than --epochs" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        command_line.main(["train", "--recipe", "fastest", "--out", out])
+    assert "invalid choice: 'fastest'" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

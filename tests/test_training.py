@@ -257,10 +257,25 @@ def test_diverging_training_stops_with_a_clear_message(small_images):
                                                  ("validation_fraction", 1.5, "--validation-fraction"),
                                                  ("latent_dim", 0, "--latent-dim"), ("seed", -1, "--seed"),
                                                  ("loss", "mse", "--loss"), ("lr_schedule", "step", "--lr-schedule"),
-                                                 ("kl_warmup", 30, "--kl-warmup")])
+                                                 ("kl_warmup", 30, "--kl-warmup"), ("lr_warmup", -1, "--lr-warmup")])
 def test_settings_name_the_bad_flag(field, value, flag):
     with pytest.raises(ValueError, match=flag):
         config.TrainSettings(**{field: value}).validate()
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_learning_rate_warms_up_from_zero_then_follows_its_schedule(schedule):
+    settings = config.TrainSettings(epochs=4, batch_size=10, learning_rate=2e-3, lr_schedule=schedule, lr_warmup=0.5)
+    rate = training.learning_rate(settings, n_train=200)  # 20 steps per epoch: 10 of warm-up, 80 in all
+    at = lambda step: float(rate(step))  # noqa: E731
+    assert at(0) == 0.0 and at(5) == pytest.approx(1e-3) and at(10) == pytest.approx(2e-3)
+    assert all(at(s) < at(s + 1) for s in range(10))
+    if schedule == "constant":
+        assert [at(s) for s in (10, 45, 80, 200)] == pytest.approx([2e-3] * 4)
+    else:  # half-way through the 70 decay steps the cosine is at the middle of 2e-3 and its 5% floor
+        assert at(45) == pytest.approx((2e-3 + 1e-4) / 2) and at(80) == pytest.approx(1e-4)
+        assert all(at(s) > at(s + 1) for s in range(10, 79))
+    assert training.learning_rate(config.TrainSettings(), n_train=200) == config.DEFAULT_LEARNING_RATE
 
 
 def test_force_never_touches_a_folder_that_is_not_a_run(tmp_path):

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from vae_helpers.config import LR_SCHEDULES, PRESETS, TrainSettings, runs_dir
+from vae_helpers.config import LR_SCHEDULES, PRESETS, RECIPES, TrainSettings, recipe_settings, runs_dir
 from vae_helpers.files import FileWriteError
 
 DEMO_MARKER = "demo.json"
@@ -47,6 +47,11 @@ def parser():
                                 description="Settings left out take their defaults; with --resume they come from "
                                             "the run's run.json, and only --epochs may change (to extend the run).")
     train.add_argument("--data", help="auto (default), keras, sample, or an IDX folder")
+    fast = ", ".join(f"--{key.replace('_', '-')} {value}" for key, value in RECIPES["fast"].items())
+    train.add_argument("--recipe", choices=sorted(RECIPES),
+                       help=f"a named set of settings; flags given beside it win. fast: {fast} (reaches the book's "
+                            "10-epoch test ELBO in about a quarter of its CPU time, see BENCHMARKS.md); "
+                            "default: the defaults below")
     train.add_argument("--epochs", type=int, help=f"number of epochs in all (default {defaults.epochs})")
     train.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
     train.add_argument("--latent-dim", type=int, help=f"default {defaults.latent_dim}")
@@ -56,6 +61,8 @@ def parser():
     train.add_argument("--learning-rate", type=float, help=f"default {defaults.learning_rate}")
     train.add_argument("--lr-schedule", choices=LR_SCHEDULES,
                        help="constant (default) or cosine: decay to 5%% of the learning rate over the run")
+    train.add_argument("--lr-warmup", type=float,
+                       help="epochs over which the learning rate first rises from 0 (default 0: none)")
     train.add_argument("--kl-warmup", type=float,
                        help="epochs over which the KL's weight rises from 0 to 1 (default 0: none)")
     train.add_argument("--validation-fraction", type=float,
@@ -80,6 +87,11 @@ def asked_settings(args):
 
 def run_train(args):
     asked = asked_settings(args)
+    if args.recipe is not None:
+        if args.resume:
+            raise ValueError("--recipe cannot be combined with --resume: a resumed run keeps the settings in its "
+                             "run.json; drop --recipe")
+        asked = {**recipe_settings(args.recipe), **asked}
     settings = TrainSettings(**asked)
     if not args.resume:  # on resume the values are compared with the run's record instead
         settings.validate()  # a nonsense value is refused before TensorFlow loads

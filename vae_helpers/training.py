@@ -297,9 +297,14 @@ def best_epoch(history):
 
 
 def needs_every_batch(callbacks):
-    """Whether any of ``callbacks`` has a per-batch training hook (it then sees every step: steps_per_execution 1)."""
+    """Whether any of ``callbacks`` has a per-batch training hook (it then sees every step: steps_per_execution 1).
+
+    A callback whose ``grouped_steps_ok`` is True is called after each group of steps instead, with
+    the group's last batch index (which may pass the epoch's last batch in its last group).
+    """
     hooks = ("on_batch_begin", "on_batch_end", "on_train_batch_begin", "on_train_batch_end")
-    return any(getattr(type(callback), hook) is not getattr(keras.callbacks.Callback, hook)
+    return any(not getattr(callback, "grouped_steps_ok", False)
+               and getattr(type(callback), hook) is not getattr(keras.callbacks.Callback, hook)
                for callback in callbacks for hook in hooks)
 
 
@@ -589,11 +594,22 @@ def save_figures(vae, out, x_test, y_test, history):
 
 
 def learning_rate(settings, n_train):
-    """The learning rate of a run: a number, or a cosine decay to 5% of it over all the run's steps."""
-    if settings.lr_schedule == "constant":
+    """The learning rate of a run: a number, or a schedule of the optimizer's step.
+
+    ``lr_schedule`` "cosine" decays it to 5% over all the run's steps; ``lr_warmup`` epochs first
+    raise it linearly from 0 (then a cosine decay follows over the remaining steps, or it stays).
+    """
+    steps_per_epoch = -(-n_train // settings.batch_size)
+    total = settings.epochs * steps_per_epoch
+    warmup = int(round(settings.lr_warmup * steps_per_epoch))
+    if settings.lr_schedule == "constant" and not warmup:
         return settings.learning_rate
-    steps = settings.epochs * -(-n_train // settings.batch_size)
-    return keras.optimizers.schedules.CosineDecay(settings.learning_rate, decay_steps=steps, alpha=0.05)
+    cosine = settings.lr_schedule == "cosine"
+    decay, alpha = (max(1, total - warmup), 0.05) if cosine else (1, 1.0)  # alpha 1: no decay at all
+    if not warmup:
+        return keras.optimizers.schedules.CosineDecay(settings.learning_rate, decay_steps=decay, alpha=alpha)
+    return keras.optimizers.schedules.CosineDecay(0.0, decay_steps=decay, alpha=alpha,
+                                                  warmup_target=settings.learning_rate, warmup_steps=warmup)
 
 
 def _record_failure(out, record, status, err):
