@@ -38,7 +38,7 @@ LR_SCHEDULES = ("constant", "cosine")
 #: "fast" reaches the book's 10-epoch test ELBO in a fraction of its CPU time (BENCHMARKS.md, "Time to quality").
 RECIPES = {
     "default": {},
-    "fast": {"epochs": 5, "batch_size": 16, "learning_rate": 2e-3, "lr_schedule": "cosine", "lr_warmup": 0.1},
+    "fast": {"epochs": 5, "batch_size": 16, "learning_rate": 2e-3, "lr_schedule": "cosine", "lr_warmup": 0.2},
 }
 
 
