@@ -44,7 +44,7 @@ RECIPES = {
 #: Recipes whose curves need explaining (section "diagnose"): trained for a few epochs, logging KL and active units.
 DIAGNOSED = ("default (batch 16, Adam 1e-3)", "batch 128, Adam 3e-3", "batch 16, KL warm-up over 1 epoch")
 PLANS = {"full": {"images": 12_800, "repeats": 2, "book_epochs": 10, "max_epochs": 10, "decodes": 2000, "rounds": 5,
-                  "diagnose_epochs": 3},
+                  "diagnose_epochs": 2},
          "quick": {"images": 1_600, "repeats": 1, "book_epochs": 1, "max_epochs": 1, "decodes": 100, "rounds": 1,
                    "train": 3_200, "test": 500, "diagnose_epochs": 1}}
 
@@ -109,8 +109,20 @@ def score_book_epochs(book, x_test, n_samples):
     return book
 
 
-def quality(files, plan, x_test, folder, recipes):
-    """The book's recipe for ``book_epochs`` epochs, then each package recipe until it reaches the book's final ELBO."""
+def quality(files, plan, x_test, folder, recipes, together=False):
+    """The book's recipe for ``book_epochs`` epochs, then each package recipe until it reaches the book's final ELBO.
+
+    ``together``: each package recipe trains at the same time as the book (a shared machine's load then hits both
+    alike), for all its epochs, and its time to the target is read off its curve afterwards.
+    """
+    started = {}
+    if together:
+        for name, arguments in recipes.items():
+            log(f"quality: {name}, {plan['max_epochs']} epochs at most, beside the book")
+            started[name] = subprocess.Popen(
+                [sys.executable, str(HERE / "package_worker.py"), "--task", "quality", "--data", str(files["train"]),
+                 "--test", str(files["test"]), "--name", name, "--epochs", str(plan["max_epochs"]), *arguments],
+                text=True, stdout=subprocess.PIPE)
     log(f"quality: the book's recipe, {plan['book_epochs']} epochs")
     book = worker("book_recipe.py", "--task", "train", "--data", files["train"], "--epochs", plan["book_epochs"],
                   "--out", folder, legacy=True)
@@ -118,11 +130,18 @@ def quality(files, plan, x_test, folder, recipes):
     target = book["epochs"][-1]["test_elbo"]
     results = {}
     for name, arguments in recipes.items():
+        if together:
+            out, _ = started[name].communicate()
+            if started[name].returncode:
+                raise subprocess.CalledProcessError(started[name].returncode, name)
+            results[name] = json.loads(out.strip().splitlines()[-1])["curve"]
+            continue
         log(f"quality: {name}, up to {plan['max_epochs']} epochs or test ELBO {target:.2f}")
         results[name] = worker("package_worker.py", "--task", "quality", "--data", files["train"], "--test",
                                files["test"], "--name", name, "--epochs", plan["max_epochs"], "--target", target,
                                *arguments)["curve"]
-    return {"target": target, "book": book["epochs"], "recipes": results, "recipe_arguments": recipes}
+    return {"target": target, "book": book["epochs"], "recipes": results, "recipe_arguments": recipes,
+            "together": together}
 
 
 def diagnose(files, plan):
@@ -178,6 +197,8 @@ def main(argv=None):
     parser.add_argument("--mnist", help="folder of the MNIST IDX files (default: load_mnist('auto'))")
     parser.add_argument("--quick", action="store_true", help="a smoke run: little data, one epoch")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections of {SECTIONS}")
+    parser.add_argument("--together", action="store_true",
+                        help="quality: train the package recipes at the same time as the book (for a shared machine)")
     parser.add_argument("--recipes", default=None,
                         help=f"quality: comma-separated numbers (1-based) of the recipes to race, of {list(RECIPES)}")
     args = parser.parse_args(argv)
@@ -204,7 +225,7 @@ def main(argv=None):
         np.save(files["train"], x_train)
         np.save(files["test"], x_test)
         jobs = {"machine": machine, "throughput": lambda: throughput(files, plan),
-                "quality": lambda: quality(files, plan, x_test, folder, recipes),
+                "quality": lambda: quality(files, plan, x_test, folder, recipes, args.together),
                 "diagnose": lambda: diagnose(files, plan),
                 "manifold": lambda: manifold(files, plan), "decode": lambda: decode_latency(plan)}
         for section in sections:
