@@ -42,7 +42,7 @@ RECIPES = {
     "--recipe fast": ["--recipe", "fast"],
 }
 #: Recipes whose curves need explaining (section "diagnose"): trained for a few epochs, logging KL and active units.
-DIAGNOSED = ("default (batch 16, Adam 1e-3)", "batch 128, Adam 3e-3", "batch 16, KL warm-up over 1 epoch")
+DIAGNOSED = ("batch 128, Adam 3e-3", "batch 16, KL warm-up over 1 epoch")
 PLANS = {"full": {"images": 12_800, "repeats": 2, "book_epochs": 10, "max_epochs": 10, "decodes": 2000, "rounds": 5,
                   "diagnose_epochs": 2},
          "quick": {"images": 1_600, "repeats": 1, "book_epochs": 1, "max_epochs": 1, "decodes": 100, "rounds": 1,
