@@ -119,6 +119,7 @@ def quality_figure(result, path):
 def profile_table(path):
     """``benchmarks/profile_step.py`` before and after, from profile.json ({"before": ..., "after": ...})."""
     result = json.loads(path.read_text())
+    result = result.get("result", result)
     rows = []
     for when in ("before", "after"):
         for name, runs in result[when]["times"].items():
