@@ -49,9 +49,9 @@ def parser():
     train.add_argument("--data", help="auto (default), keras, sample, or an IDX folder")
     fast = ", ".join(f"--{key.replace('_', '-')} {value}" for key, value in RECIPES["fast"].items())
     train.add_argument("--recipe", choices=sorted(RECIPES),
-                       help=f"a named set of settings; flags given beside it win. fast: {fast} (reaches the book's "
-                            "10-epoch test ELBO in about a quarter of its CPU time, see BENCHMARKS.md); "
-                            "default: the defaults below")
+                       help=f"a named set of settings; flags given beside it win. fast: {fast} (reached the book's "
+                            "10-epoch test ELBO after 4 epochs, where the default needs 8.5 and the book 10; see "
+                            "BENCHMARKS.md); default: the defaults below")
     train.add_argument("--epochs", type=int, help=f"number of epochs in all (default {defaults.epochs})")
     train.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
     train.add_argument("--latent-dim", type=int, help=f"default {defaults.latent_dim}")

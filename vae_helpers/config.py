@@ -35,7 +35,7 @@ DEFAULT_LEARNING_RATE = 1e-3
 #: Learning-rate schedules of a training run: constant, or cosine decay to 5% over all its steps.
 LR_SCHEDULES = ("constant", "cosine")
 #: Named sets of training settings (``python -m vae_helpers train --recipe NAME``); flags given beside one win.
-#: "fast" reaches the book's 10-epoch test ELBO in a fraction of its CPU time (BENCHMARKS.md, "Time to quality").
+#: "fast" reached the book's 10-epoch test ELBO after 4 epochs (the default recipe: 8.5; BENCHMARKS.md, "Time to quality").
 RECIPES = {
     "default": {},
     "fast": {"epochs": 5, "batch_size": 16, "learning_rate": 2e-3, "lr_schedule": "cosine", "lr_warmup": 0.2},
