@@ -2,6 +2,15 @@
 
 Both likelihood estimates use the posterior the model's sampler really draws from, so a VAE
 trained with the book's preset (sigma = exp(z_log_var)) is scored correctly too.
+
+``likelihood`` says how a decoded image scores the pixels it is compared with:
+
+* ``"bernoulli"`` (default, what the models are trained with): each pixel value x in [0, 1] is
+  scored with x log p + (1 - x) log(1 - p). On black-and-white (binarized) digits that is a true
+  log-probability; on greyscale digits it is not, since x is not 0 or 1.
+* ``"continuous_bernoulli"``: the same plus log C(p) per pixel, the normalizing constant that makes
+  C(p) p^x (1 - p)^(1 - x) a proper density on [0, 1] (Loaiza-Ganem and Cunningham, 2019). Densities
+  can exceed 1, so these log-likelihoods are larger, and often positive.
 """
 
 import numpy as np
@@ -14,6 +23,32 @@ from vae_helpers.latent import decode, encode
 from vae_helpers.losses import kl_divergence, posterior_log_var, reconstruction_loss
 
 LOG_2PI = np.log(2.0 * np.pi)
+LIKELIHOODS = ("bernoulli", "continuous_bernoulli")
+#: below this distance from 1/2, log C(p) uses its Taylor series (the closed form divides 0 by 0 at p = 1/2)
+_CB_TAYLOR = 1e-3
+
+
+def _check_likelihood(likelihood):
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+    return likelihood
+
+
+def continuous_bernoulli_log_norm(p):
+    """log C(p) for pixel probabilities ``p`` (any shape), where C(p) = 2 atanh(1 - 2p) / (1 - 2p), C(1/2) = 2.
+
+    C(p) is what makes C(p) p^x (1 - p)^(1 - x) integrate to 1 over x in [0, 1]. It is at least 2
+    (log 2 = 0.69 nats per pixel) and grows towards p = 0 or 1; ``p`` is clipped to [1e-7, 1 - 1e-7],
+    as the reconstruction term clips it, so log C stays below 2.8.
+    """
+    p = np.clip(np.asarray(p, np.float64), 1e-7, 1.0 - 1e-7)
+    u = 1.0 - 2.0 * p
+    near_half = np.abs(u) < _CB_TAYLOR
+    safe = np.where(near_half, 0.5, u)
+    exact = np.log(2.0 * np.arctanh(safe) / safe)
+    # atanh(u)/u = 1 + u^2/3 + u^4/5 + ...: log C = log 2 + u^2/3 + (1/5 - 1/18) u^4 near p = 1/2
+    series = np.log(2.0) + u ** 2 / 3.0 + (1.0 / 5.0 - 1.0 / 18.0) * u ** 4
+    return np.where(near_half, series, exact)
 
 
 def _sampling_convention(vae):
@@ -35,17 +70,21 @@ def _posterior(vae, x):
     return z_mean.astype(np.float64), log_var.astype(np.float64)
 
 
-def _log_likelihood(vae, x, z):
-    """log p(x|z) under the decoder's Bernoulli pixels; x and z have matching first axes."""
+def _log_likelihood(vae, x, z, likelihood="bernoulli"):
+    """log p(x|z) under the decoder's pixels (see ``likelihood`` above); x and z have matching first axes."""
     probs = decode(vae, z.astype(np.float32))
-    return -keras.ops.convert_to_numpy(reconstruction_loss(x, probs)).astype(np.float64)
+    log_px = -keras.ops.convert_to_numpy(reconstruction_loss(x, probs)).astype(np.float64)
+    if likelihood == "continuous_bernoulli":
+        log_px += continuous_bernoulli_log_norm(probs).reshape(len(probs), -1).sum(axis=1)
+    return log_px
 
 
-def _sampled_batches(vae, x, n_samples, batch_size, seed):
+def _sampled_batches(vae, x, n_samples, batch_size, seed, likelihood="bernoulli"):
     """For each batch of ``x``: its posterior (mean, log-variance), the noise ``eps`` (n_samples, batch, d),
     the codes ``z = mean + sigma * eps`` and log p(x|z) for every code (n_samples, batch)."""
     x = check_images(x, "x", _image_shape(vae))
     batch_size = check_count(batch_size, "batch_size")
+    _check_likelihood(likelihood)
     per_batch = n_samples * min(batch_size, len(x))
     per_sample = SCORE_BYTES_PER_PIXEL * int(np.prod(x.shape[1:]))
     fits = max(1, memory_limit_bytes() // (per_sample * n_samples))
@@ -58,23 +97,23 @@ def _sampled_batches(vae, x, n_samples, batch_size, seed):
         mean, log_var = _posterior(vae, xb)
         eps = rng.standard_normal((n_samples, *mean.shape))
         z = mean + np.exp(0.5 * log_var) * eps
-        log_px = _log_likelihood(vae, np.tile(xb, (n_samples, 1, 1, 1)), z.reshape(-1, mean.shape[1]))
+        log_px = _log_likelihood(vae, np.tile(xb, (n_samples, 1, 1, 1)), z.reshape(-1, mean.shape[1]), likelihood)
         yield mean, log_var, eps, z, log_px.reshape(n_samples, -1)
 
 
-def elbo(vae, x, n_samples=8, batch_size=250, seed=0):
+def elbo(vae, x, n_samples=8, batch_size=250, seed=0, likelihood="bernoulli"):
     """Mean evidence lower bound in nats per image (higher is better; -165 beats -170).
 
     The KL term is exact (closed form); the reconstruction term averages ``n_samples`` draws of z
-    per image.
+    per image, scored under ``likelihood`` (see the module's docstring).
     """
     n_samples = check_count(n_samples, "n_samples")
     total = sum(float(np.sum(log_px.mean(axis=0) - keras.ops.convert_to_numpy(kl_divergence(mean, log_var))))
-                for mean, log_var, _, _, log_px in _sampled_batches(vae, x, n_samples, batch_size, seed))
+                for mean, log_var, _, _, log_px in _sampled_batches(vae, x, n_samples, batch_size, seed, likelihood))
     return total / len(x)
 
 
-def log_weights(vae, x, k=100, batch_size=50, seed=0):
+def log_weights(vae, x, k=100, batch_size=50, seed=0, likelihood="bernoulli"):
     """The importance log-weights log p(x|z_i) + log p(z_i) - log q(z_i|x), shape (k, n), float64.
 
     ``z_i`` are ``k`` draws from each image's posterior q(z|x). Their mean over the draws is a one-sample
@@ -82,20 +121,20 @@ def log_weights(vae, x, k=100, batch_size=50, seed=0):
     """
     k = check_count(k, "k")
     blocks = []
-    for _, log_var, eps, z, log_px in _sampled_batches(vae, x, k, batch_size, seed):
+    for _, log_var, eps, z, log_px in _sampled_batches(vae, x, k, batch_size, seed, likelihood):
         log_prior = -0.5 * np.sum(z ** 2 + LOG_2PI, axis=-1)
         log_q = -0.5 * np.sum(eps ** 2 + LOG_2PI + log_var, axis=-1)
         blocks.append(log_px + log_prior - log_q)
     return np.concatenate(blocks, axis=1)
 
 
-def importance_weighted_nll(vae, x, k=100, batch_size=50, seed=0):
+def importance_weighted_nll(vae, x, k=100, batch_size=50, seed=0, likelihood="bernoulli"):
     """IWAE estimate of -log p(x) in nats per image, with ``k`` importance samples from q(z|x).
 
     log p(x) ~= logsumexp_i[log p(x|z_i) + log p(z_i) - log q(z_i|x)] - log k. It is never
     looser than the ELBO in expectation and tightens as ``k`` grows.
     """
-    log_w = log_weights(vae, x, k, batch_size, seed)
+    log_w = log_weights(vae, x, k, batch_size, seed, likelihood)
     return -float(np.mean(logsumexp(log_w, axis=0) - np.log(log_w.shape[0])))
 
 
