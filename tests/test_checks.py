@@ -746,3 +746,90 @@ def test_log_mean_exp_passes(fn, capsys):
 @pytest.mark.parametrize("fn, phrases", [(v[0], v[1:]) for v in WRONG_LOG_MEAN_EXP.values()], ids=WRONG_LOG_MEAN_EXP)
 def test_log_mean_exp_names_each_mistake(fn, phrases):
     fails(checks.check_log_mean_exp, fn, *phrases)
+
+
+# 8. Free bits (notebook 6) ----------------------------------------------------------------------
+
+def kl_per_dimension(z_mean, z_log_var):
+    return 0.5 * (ops.exp(z_log_var) + ops.square(z_mean) - 1 - z_log_var)
+
+
+def free_bits_kl(z_mean, z_log_var, free_bits):
+    return ops.sum(ops.maximum(free_bits, ops.mean(kl_per_dimension(z_mean, z_log_var), axis=0)))
+
+
+def free_bits_where(z_mean, z_log_var, free_bits):
+    kl = ops.mean(kl_per_dimension(z_mean, z_log_var), axis=0)
+    return ops.sum(ops.where(kl > free_bits, kl, free_bits * ops.ones_like(kl)))
+
+
+def free_bits_leaky(z_mean, z_log_var, free_bits):
+    """Right values, but the floored dimensions still pass the KL's gradient (a straight-through floor)."""
+    kl = ops.mean(kl_per_dimension(z_mean, z_log_var), axis=0)
+    return ops.sum(ops.where(kl > free_bits, kl, free_bits + kl - ops.stop_gradient(kl)))
+
+
+def free_bits_from(kl_terms, reduce):
+    return lambda z_mean, z_log_var, free_bits: reduce(kl_terms(z_mean, z_log_var), free_bits)
+
+
+RIGHT_FREE_BITS = {
+    "maximum": free_bits_kl,
+    "where": free_bits_where,
+    "clip": lambda m, lv, fb: ops.sum(ops.clip(ops.mean(kl_per_dimension(m, lv), axis=0), fb, 1e9)),
+    "tensorflow": lambda m, lv, fb: tf.reduce_sum(tf.maximum(fb, tf.reduce_mean(
+        0.5 * (tf.exp(lv) + m ** 2 - 1 - lv), axis=0))),
+    "hinge, lower by a constant": lambda m, lv, fb: ops.sum(ops.relu(ops.mean(kl_per_dimension(m, lv), axis=0) - fb)),
+}
+WRONG_FREE_BITS = {
+    "floor per example": (free_bits_from(kl_per_dimension, lambda k, fb: ops.mean(ops.sum(ops.maximum(fb, k), axis=1))),
+                          "each example's KL"),
+    "floor on the total": (free_bits_from(kl_per_dimension, lambda k, fb: ops.maximum(fb, ops.mean(ops.sum(k, axis=1)))),
+                           "total KL"),
+    "minimum": (free_bits_from(kl_per_dimension, lambda k, fb: ops.sum(ops.minimum(fb, ops.mean(k, axis=0)))),
+                "minimum with free_bits"),
+    "drops the floored dimensions": (free_bits_from(kl_per_dimension, lambda k, fb: ops.sum(ops.where(
+        ops.mean(k, axis=0) > fb, ops.mean(k, axis=0), 0.0))), "drops the dimensions"),
+    "no floor": (free_bits_from(kl_per_dimension, lambda k, fb: ops.sum(ops.mean(k, axis=0))), "floor free_bits is missing"),
+    "mean over dimensions": (free_bits_from(kl_per_dimension, lambda k, fb: ops.mean(ops.maximum(fb, ops.mean(k, axis=0)))),
+                             "averages over the latent dimensions"),
+    "sum over the batch": (free_bits_from(kl_per_dimension, lambda k, fb: ops.sum(ops.maximum(fb, ops.sum(k, axis=0)))),
+                           "sums over the batch"),
+    "no 1/2": (free_bits_from(lambda m, lv: 2 * kl_per_dimension(m, lv),
+                              lambda k, fb: ops.sum(ops.maximum(fb, ops.mean(k, axis=0)))), "1/2"),
+    "log-sigma": (free_bits_from(lambda m, lv: kl_per_dimension(m, 2 * lv),
+                                 lambda k, fb: ops.sum(ops.maximum(fb, ops.mean(k, axis=0)))), "log-sigma"),
+    "fixed floor": (lambda m, lv, fb: free_bits_kl(m, lv, 1.0), "whatever free_bits", "use the argument"),
+    "per example": (free_bits_from(kl_per_dimension, lambda k, fb: ops.sum(ops.maximum(fb, k), axis=1)),
+                    "one value per example"),
+    "per dimension": (free_bits_from(kl_per_dimension, lambda k, fb: ops.maximum(fb, ops.mean(k, axis=0))),
+                      "one value per latent dimension", "sum them"),
+    "straight-through floor": (free_bits_leaky, "gradient still reaches", "below the floor"),
+    "numpy": (lambda m, lv, fb: np.sum(np.maximum(fb, np.mean(kl_per_dimension(m, lv).numpy(), axis=0))),
+              "compiled function", "no NumPy"),
+    "frozen gradient": (lambda m, lv, fb: ops.stop_gradient(free_bits_kl(m, lv, fb)), "no gradient reaches"),
+    "stub": (stub, "returned None"),
+    "raises": (raises, "raised ValueError", "boom"),
+}
+
+
+@pytest.mark.parametrize("fn", RIGHT_FREE_BITS.values(), ids=RIGHT_FREE_BITS)
+def test_free_bits_passes(fn, capsys):
+    checks.check_free_bits(fn)
+    line = check_line(capsys)
+    assert "no gradient reaches the floored dimensions" in line
+    assert ("a constant" in line) == (fn is RIGHT_FREE_BITS["hinge, lower by a constant"])
+
+
+@pytest.mark.parametrize("fn, phrases", [(v[0], v[1:]) for v in WRONG_FREE_BITS.values()], ids=WRONG_FREE_BITS)
+def test_free_bits_names_each_mistake(fn, phrases):
+    fails(checks.check_free_bits, fn, *phrases)
+
+
+def test_free_bits_inputs_straddle_the_floor():
+    """The check's batch is only a test of the per-example and per-dimension slips if it has these properties."""
+    z_mean, z_log_var = checks._free_bits_inputs()
+    kl = 0.5 * (np.exp(z_log_var) + z_mean ** 2 - 1 - z_log_var)
+    below, above = kl.mean(axis=0) < 1.0, kl.mean(axis=0) > 1.0
+    assert list(below) == [True, True, False, False] and list(above) == [False, False, True, True]
+    assert np.any(kl[:, below] > 1.0) and np.any(kl[:, above] < 1.0)

@@ -130,6 +130,24 @@ def test_kl_weight_scales_only_the_kl_part_of_the_added_loss():
     assert float(layer.kl_tracker.result()) == pytest.approx(float(np.mean(numpy_kl(mean, log_var))), rel=1e-5)
 
 
+def test_kl_penalty_replaces_the_mean_kl_in_the_objective_but_not_in_the_trackers():
+    x = rng.uniform(0, 1, (4, 28, 28, 1)).astype(np.float32)
+    p = rng.uniform(0.01, 0.99, (4, 28, 28, 1)).astype(np.float32)
+    mean, log_var = rng.normal(size=(4, 2)).astype(np.float32), rng.normal(size=(4, 2)).astype(np.float32)
+    seen = []
+    layer = losses.VAELoss("elbo", kl_penalty=lambda m, lv: seen.append(1) or keras.ops.convert_to_tensor(7.5))
+    layer.kl_weight.assign(2.0)
+    layer(x, p, mean, log_var)
+    assert seen and float(layer.losses[0]) == pytest.approx(float(np.mean(numpy_bce_sum(x, p))) + 15.0, rel=1e-5)
+    assert float(layer.kl_tracker.result()) == pytest.approx(float(np.mean(numpy_kl(mean, log_var))), rel=1e-5)
+
+
+@pytest.mark.parametrize("preset, penalty", [("elbo", 3.0), ("book", lambda m, lv: 0.0)])
+def test_kl_penalty_must_be_a_function_and_the_elbo_preset(preset, penalty):
+    with pytest.raises(ValueError, match="kl_penalty must be a function"):
+        losses.VAELoss(preset, kl_penalty=penalty)
+
+
 def test_kl_divergence_names_both_shapes_when_they_differ():
     with pytest.raises(ValueError, match=r"z_mean and z_log_var must have the same shape, got \(3, 2\) and \(3, 4\)"):
         losses.kl_divergence(np.zeros((3, 2), np.float32), np.zeros((3, 4), np.float32))

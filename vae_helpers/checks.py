@@ -1184,6 +1184,136 @@ def check_log_mean_exp(fn):
           "(no overflow), and for k = 1; its input left unchanged")
 
 
+# 8. Free bits (notebook 6) -------------------------------------------------------------------
+
+FREE_BITS_FORMULA = ("sum over the latent dimensions of max(free_bits, the batch's mean KL in that dimension), "
+                     "where the KL of dimension j is 0.5 * (exp(z_log_var_j) + z_mean_j**2 - 1 - z_log_var_j)")
+FREE_BITS_FIX = f"Return one number: the {FREE_BITS_FORMULA}."
+FREE_BITS_PER_EXAMPLE = ("applies the floor to each example's KL before averaging over the batch: a dimension that a "
+                         "few digits use a lot then escapes the floor for all of them. Average each dimension's KL "
+                         "over the batch first (axis 0), then take the maximum with free_bits")
+FREE_BITS_TOTAL = ("applies the floor to the total KL (summed over the dimensions) instead of to each dimension: "
+                   "then one busy dimension lets the others collapse. Floor every dimension on its own")
+FREE_BITS_MIN = "takes the minimum with free_bits instead of the maximum (that caps the KL instead of flooring it)"
+FREE_BITS_DROP = ("drops the dimensions below free_bits (counts them as 0) instead of counting them as free_bits: "
+                  "the value then jumps as a dimension crosses the threshold. Use the maximum")
+FREE_BITS_NONE = "is the plain KL, averaged over the batch: the floor free_bits is missing"
+FREE_BITS_MEAN_DIMS = "averages over the latent dimensions instead of summing them"
+FREE_BITS_BATCH_SUM = "sums over the batch instead of averaging (batch size times too large)"
+
+
+def _free_bits_inputs():
+    """Six examples, four latent dimensions. With free_bits = 1, the batch-mean KL of dimensions 0 and 1 is below the
+    floor and that of dimensions 2 and 3 above it, and in each some examples lie on the other side of it."""
+    z_mean = np.array([[0.1, 0.3, 1.8, -2.5], [-0.2, 0.9, 0.2, 2.8], [1.6, -0.4, -1.7, 0.1],
+                       [0.0, 0.2, 2.2, -2.9], [-0.3, -1.5, 0.3, 2.6], [0.2, 0.1, -2.0, 0.4]], np.float32)
+    z_log_var = np.array([[0.1, -0.2, -2.5, -3.0], [-0.3, 0.2, -0.1, -2.8], [0.2, 0.0, -2.2, 0.1],
+                          [0.0, 0.1, -2.9, -3.2], [-0.1, -0.4, 0.2, -2.7], [0.3, 0.0, -2.4, -0.2]], np.float32)
+    return z_mean, z_log_var
+
+
+def _free_bits_variants(mu, lv, free_bits):
+    """(mistakes, value) for the right free-bits KL (first) and its usual slips, in float64."""
+    mu, lv = np.asarray(mu, np.float64), np.asarray(lv, np.float64)
+    terms = {(): np.exp(lv) + mu**2 - 1 - lv, (LOG_SIGMA,): np.exp(2 * lv) + mu**2 - 1 - 2 * lv,
+             (NO_MINUS_ONE,): np.exp(lv) + mu**2 - lv}
+    lam = free_bits
+    reductions = {
+        (): lambda k: np.sum(np.maximum(lam, k.mean(0))),
+        (FREE_BITS_PER_EXAMPLE,): lambda k: np.mean(np.sum(np.maximum(lam, k), axis=1)),
+        (FREE_BITS_TOTAL,): lambda k: max(lam, k.sum(1).mean()),
+        (FREE_BITS_TOTAL + " (here with free_bits times the number of dimensions)",):
+            lambda k: max(lam * k.shape[1], k.sum(1).mean()),
+        (FREE_BITS_MIN,): lambda k: np.sum(np.minimum(lam, k.mean(0))),
+        (FREE_BITS_DROP,): lambda k: np.sum(np.where(k.mean(0) > lam, k.mean(0), 0.0)),
+        (FREE_BITS_NONE,): lambda k: np.sum(k.mean(0)),
+        (FREE_BITS_MEAN_DIMS,): lambda k: np.mean(np.maximum(lam, k.mean(0))),
+        (FREE_BITS_BATCH_SUM,): lambda k: np.sum(np.maximum(lam, k.sum(0))),
+    }
+    factors = {(): 0.5, (NO_HALF,): 1.0}
+    return _variants(lambda t, reduce, f: reduce(f * t), terms, reductions, factors)
+
+
+def _free_bits_gradients(mu, lv, free_bits):
+    """d/d(z_mean, z_log_var) of the right free-bits KL: zero in the floored dimensions."""
+    mu, lv = np.asarray(mu, np.float64), np.asarray(lv, np.float64)
+    n = len(mu)
+    kept = (0.5 * (np.exp(lv) + mu**2 - 1 - lv)).mean(0) > free_bits
+    return [kept * mu / n, kept * 0.5 * (np.exp(lv) - 1) / n]
+
+
+def check_free_bits(fn):
+    """Check ``fn(z_mean, z_log_var, free_bits)``: the batch's KL with a floor of ``free_bits`` nats per dimension.
+
+    The value must be the sum over the latent dimensions of max(free_bits, that dimension's KL averaged
+    over the batch), one number (Kingma et al., 2016). Six examples in four dimensions, two of them below
+    the floor, are tried at four values of free_bits (0, 1, 2.5 and 6); the usual slips are named: a
+    floor per example or on the total, the minimum, dimensions dropped, no floor, a mean over the
+    dimensions, a sum over the batch, a KL without its 1/2 or -1. Then the function runs twice
+    inside a compiled function with an unknown batch size: no gradient may reach a floored dimension,
+    and the others get the KL's own gradient. A version that is lower by the constant
+    free_bits * latent_dim (``max(0, kl - free_bits)``) trains alike and is accepted.
+    """
+    name = _name(fn)
+    hint = "It receives z_mean and z_log_var, float32 tensors of shape (batch, latent_dim), and free_bits, a float."
+    z_mean, z_log_var = _free_bits_inputs()
+    floors = (1.0, 0.0, 2.5, 6.0)  # 6 floors every dimension, and lies above the total KL (5.4)
+    got = []
+    for free_bits in floors:
+        value = _array(name, _call(name, fn, tf.constant(z_mean), tf.constant(z_log_var), free_bits, hint=hint), fn)
+        if value.shape == (len(z_mean),):
+            raise _fail(f"{name} returned one value per example, shape {value.shape}: free bits apply to the batch's "
+                        f"average KL in each dimension, so the result is one number. {FREE_BITS_FIX}", fn)
+        if value.shape == (z_mean.shape[1],):
+            raise _fail(f"{name} returned one value per latent dimension, shape {value.shape}: sum them. "
+                        f"{FREE_BITS_FIX}", fn)
+        if value.size != 1:
+            raise _fail(f"{name} returned shape {value.shape}; expected one number. {FREE_BITS_FIX}", fn)
+        got.append(float(value.reshape(())))
+    got = np.array(got)
+    # Each variant's values at the three floors side by side, so that a slip is named only if it fits at every floor.
+    per_floor = [_free_bits_variants(z_mean, z_log_var, free_bits) for free_bits in floors]
+    variants = [(mistakes, np.array([values[i][1] for values in per_floor]))
+                for i, (mistakes, _) in enumerate(per_floor[0])]
+    right = variants[0][1]
+    shifted = bool(np.allclose(got, right - np.array(floors) * z_mean.shape[1], rtol=1e-4, atol=1e-5))
+    if not shifted:
+        mistakes = _match(got, variants)
+        if mistakes is None and _match(got, [((), np.full(len(floors), right[0]))]) == ():
+            raise _fail(f"{name} floors at 1 whatever free_bits it is given (it gives {got[1]:.5g} with free_bits=0): "
+                        f"use the argument free_bits. {FREE_BITS_FIX}", fn)
+        if mistakes is None:
+            i = int(np.argmax(~np.isclose(got, right, rtol=1e-4, atol=1e-5)))
+            raise _fail(f"{name} gives {got[i]:.5g} with free_bits={floors[i]:g} where {right[i]:.5g} is expected. "
+                        f"{FREE_BITS_FIX}", fn)
+        if mistakes:
+            raise _fail(f"{name} {_join(mistakes)}. {FREE_BITS_FIX}", fn)
+    free_bits = 1.0
+    compiled = lambda mean, log_var: fn(mean, log_var, free_bits)  # noqa: E731  (the learner's signature, fixed free_bits)
+    compiled.__name__ = name
+    target = right[0] - (free_bits * z_mean.shape[1] if shifted else 0.0)
+    for value, grads in _compiled_with_gradients(name, compiled, (z_mean, z_log_var), hint):
+        if value.size != 1 or not np.isclose(value.reshape(()), target, rtol=1e-4, atol=1e-5):
+            raise _fail(f"{name} gives another value inside a compiled function (as fit runs it) than when called "
+                        f"directly. {GRAPH_FIX}", fn)
+        expected = _free_bits_gradients(z_mean, z_log_var, free_bits)
+        for grad, want, label in zip(grads, expected, ("z_mean", "z_log_var")):
+            if grad is None or not np.any(grad):
+                raise _fail(f"{name} gives the right values but no gradient reaches {label}: it is computed outside "
+                            "TensorFlow (NumPy, .numpy(), a Python float) or behind stop_gradient. Compute it with "
+                            "keras.ops from the tensors you receive.", fn)
+            if np.any(grad[:, :2]):
+                raise _fail(f"{name} gives the right values but a gradient still reaches {label} in the dimensions "
+                            "below the floor: there the penalty must be the constant free_bits (keras.ops.maximum "
+                            "does that; a where() that mixes in the KL's gradient does not).", fn)
+            if not np.allclose(grad, want, rtol=1e-3, atol=1e-5):
+                raise _fail(f"{name} gives the right values but the wrong gradient with respect to {label} in the "
+                            "dimensions above the floor (is part of it a copy, a constant or stop_gradient?).", fn)
+    note = "; lower than the floored KL by free_bits x latent_dim, a constant: it trains alike" if shifted else ""
+    print(f"✓ {name}: the floored KL at free_bits = 0, 1, 2.5 and 6, one number; compiled with an unknown batch size, "
+          f"no gradient reaches the floored dimensions, the others get the KL's{note}")
+
+
 def check_number(name, got, expected, tolerance, hint="", reduce=None):
     """For an exercise whose answer is a number: one "✓" line when ``got`` is within ``tolerance`` of ``expected``.
 

@@ -141,12 +141,19 @@ class VAELoss(keras.layers.Layer):
     It also tracks ``reconstruction_loss`` and ``kl_loss`` in nats per image (the KL of the
     posterior the sampler really uses), so both presets report comparable, honest numbers. Its
     ``kl_weight`` (1 by default) multiplies the KL part of the objective; KL warm-up raises it from
-    0 to 1 during the first epochs (``training.train_vae(kl_warmup=...)``).
+    0 to 1 during the first epochs (``training.train_vae(kl_warmup=...)``), and notebook 6 sets it to
+    beta. ``kl_penalty``, a function ``(z_mean, z_log_var) -> one number for the batch``, replaces the
+    batch's mean KL in the objective (free bits in notebook 6); it is code, so it is not saved with
+    the model's config: a reloaded model trains with the plain KL unless it is given again.
     """
 
-    def __init__(self, preset="elbo", **kwargs):
+    def __init__(self, preset="elbo", kl_penalty=None, **kwargs):
         super().__init__(**kwargs)
         self.preset = get_preset(preset)
+        if kl_penalty is not None and (not callable(kl_penalty) or self.preset.name != "elbo"):
+            raise ValueError("kl_penalty must be a function (z_mean, z_log_var) -> one number, with the 'elbo' preset; "
+                             f"got {kl_penalty!r} with the {self.preset.name!r} preset")
+        self.kl_penalty = kl_penalty
         self.kl_weight = self.add_weight(shape=(), initializer="ones", trainable=False, name="kl_weight")
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.kl_tracker = keras.metrics.Mean(name="kl_loss")
@@ -160,7 +167,10 @@ class VAELoss(keras.layers.Layer):
             fit_term, kl_term = ops.mean(pixels, axis=-1), book_kl_term(z_mean, z_log_var)
         else:
             fit_term, kl_term = reconstruction, kl
-        self.add_loss(ops.mean(fit_term + self.kl_weight * kl_term))
+        if self.kl_penalty is None:
+            self.add_loss(ops.mean(fit_term + self.kl_weight * kl_term))
+        else:  # a batch-level penalty in place of the KL (free bits, say); the trackers still report the KL itself
+            self.add_loss(ops.mean(fit_term) + self.kl_weight * self.kl_penalty(z_mean, z_log_var))
         self.reconstruction_tracker.update_state(reconstruction)
         self.kl_tracker.update_state(kl)
         return x_decoded

@@ -88,16 +88,17 @@ class VAE(keras.Model):
 
     ``loss`` is a preset name from ``vae_helpers.losses.PRESETS`` ("elbo" or "book"). Each epoch
     reports ``loss`` (the preset's objective), ``reconstruction_loss`` and ``kl_loss`` (nats per image).
+    ``kl_penalty`` replaces the batch's mean KL in the objective (see ``losses.VAELoss``).
     """
 
-    def __init__(self, encoder, decoder, loss="elbo", seed=None, **kwargs):
+    def __init__(self, encoder, decoder, loss="elbo", seed=None, kl_penalty=None, **kwargs):
         super().__init__(**kwargs)
         self.encoder = encoder
         self.decoder = decoder
         self.preset = get_preset(loss)
         self.seed = seed
         self.sampling = Sampling(self.preset.sampling, seed=seed, name="sampling")
-        self.vae_loss = VAELoss(self.preset.name, name="vae_loss")
+        self.vae_loss = VAELoss(self.preset.name, kl_penalty=kl_penalty, name="vae_loss")
         self.kl_warmup = None  # a losses.KLWarmupSchedule while train_vae warms the KL up (not a weight)
         _check_compatible(encoder, decoder)
 
@@ -194,9 +195,14 @@ def build_autoencoder(latent_dim=2, image_shape=IMAGE_SHAPE):
     return autoencoder, encoder, decoder
 
 
-def build_vae(latent_dim=2, loss="elbo", seed=None, compile=True):
-    """The book's network as a ready-to-train VAE (compiled with the default optimizer unless ``compile=False``)."""
-    vae = VAE(build_encoder(latent_dim), build_decoder(latent_dim), loss=loss, seed=seed, name="vae")
+def build_vae(latent_dim=2, loss="elbo", seed=None, compile=True, kl_penalty=None):
+    """The book's network as a ready-to-train VAE (compiled with the default optimizer unless ``compile=False``).
+
+    ``kl_penalty`` (a function of z_mean and z_log_var giving one number for the batch) replaces the
+    mean KL in the objective, as free bits do (``losses.VAELoss``).
+    """
+    vae = VAE(build_encoder(latent_dim), build_decoder(latent_dim), loss=loss, seed=seed, kl_penalty=kl_penalty,
+              name="vae")
     vae.build((None, *IMAGE_SHAPE))
     if compile:
         vae.compile()
