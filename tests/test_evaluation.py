@@ -103,6 +103,20 @@ def test_elbo_under_the_continuous_bernoulli_matches_quadrature():
     assert -iw >= reference - 0.02
 
 
+def test_rate_and_distortion_split_the_elbo_by_quadrature():
+    x = images()
+    flat = x.reshape(-1, 4).astype(np.float64)
+    mean = flat @ ENC_MEAN_W[:, 0] + ENC_MEAN_B[0]
+    log_var = flat @ ENC_LOGVAR_W[:, 0] + ENC_LOGVAR_B[0]
+    kl = 0.5 * (np.exp(log_var) + mean ** 2 - 1 - log_var)
+    got = evaluation.rate_distortion(tiny_vae(), x, n_samples=4000)
+    assert got["rate"] == pytest.approx(kl.mean(), rel=1e-6)
+    np.testing.assert_allclose(got["kl_per_dim"], [kl.mean()], rtol=1e-6)
+    assert got["distortion"] == pytest.approx(-(numpy_elbo(flat) + kl).mean(), abs=0.02)
+    assert got["elbo"] == pytest.approx(numpy_elbo(flat).mean(), abs=0.02)
+    assert got["active_units"] == int(mean.var() > 0.01) == 1
+
+
 def test_estimators_reject_an_unknown_likelihood():
     with pytest.raises(ValueError, match="likelihood must be one of"):
         evaluation.elbo(tiny_vae(), images(), likelihood="gaussian")

@@ -23,6 +23,7 @@ import warnings
 import numpy as np
 
 from vae_helpers._tf import keras, tf
+from vae_helpers.evaluation import ACTIVE_THRESHOLD  # Burda et al. (2016): active when Var_x(E_q[z_j]) exceeds it
 
 SEED = 1234
 EPSILON = 1e-7  # the reference clips probabilities to [EPSILON, 1 - EPSILON]
@@ -1036,7 +1037,6 @@ class _Quiet:
 
 # Exercise answers --------------------------------------------------------------------------------
 
-ACTIVE_THRESHOLD = 0.01  # Burda et al. (2016): a dimension is active when Var_x(E_q[z_j]) exceeds this
 
 
 def _whole_number(value):

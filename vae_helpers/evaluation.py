@@ -23,6 +23,8 @@ from vae_helpers.latent import decode, encode
 from vae_helpers.losses import kl_divergence, posterior_log_var, reconstruction_loss
 
 LOG_2PI = np.log(2.0 * np.pi)
+#: Burda et al. (2016): latent dimension j is active when the variance over digits of its posterior mean exceeds this
+ACTIVE_THRESHOLD = 0.01
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli")
 #: below this distance from 1/2, log C(p) uses its Taylor series (the closed form divides 0 by 0 at p = 1/2)
 _CB_TAYLOR = 1e-3
@@ -111,6 +113,30 @@ def elbo(vae, x, n_samples=8, batch_size=250, seed=0, likelihood="bernoulli"):
     total = sum(float(np.sum(log_px.mean(axis=0) - keras.ops.convert_to_numpy(kl_divergence(mean, log_var))))
                 for mean, log_var, _, _, log_px in _sampled_batches(vae, x, n_samples, batch_size, seed, likelihood))
     return total / len(x)
+
+
+def rate_distortion(vae, x, n_samples=8, batch_size=250, seed=0):
+    """The two terms of the ELBO on ``x``, in nats per image, and how the code is used; a dict.
+
+    ``rate``: the mean KL (closed form), what the codes cost; ``distortion``: the mean of
+    -log p(x|z) over ``n_samples`` draws of z, what is lost in reconstruction; ``elbo`` is
+    -(rate + distortion). ``kl_per_dim`` (latent_dim,) splits the rate by dimension, and
+    ``active_units`` counts the dimensions whose posterior mean varies across digits by more than
+    ``ACTIVE_THRESHOLD`` (a collapsed dimension has a KL near 0 and does not vary).
+    """
+    n_samples = check_count(n_samples, "n_samples")
+    kl_sum, distortion_sum, means = 0.0, 0.0, []
+    for mean, log_var, _, _, log_px in _sampled_batches(vae, x, n_samples, batch_size, seed):
+        kl_sum = kl_sum + np.sum(0.5 * (np.exp(log_var) + mean ** 2 - 1.0 - log_var), axis=0)
+        distortion_sum -= float(np.sum(log_px.mean(axis=0)))
+        means.append(mean)
+    n = len(x)
+    kl_per_dim = kl_sum / n
+    means = np.concatenate(means)
+    variances = means.var(axis=0)
+    return {"rate": float(kl_per_dim.sum()), "distortion": distortion_sum / n,
+            "elbo": -(float(kl_per_dim.sum()) + distortion_sum / n), "kl_per_dim": kl_per_dim,
+            "active_units": int(np.sum(variances > ACTIVE_THRESHOLD)), "mean_variances": variances}
 
 
 def log_weights(vae, x, k=100, batch_size=50, seed=0, likelihood="bernoulli"):

@@ -104,10 +104,21 @@ def elbo_loss(x, x_decoded, z_mean, z_log_var):
     return reconstruction_loss(x, x_decoded) + kl_divergence(z_mean, z_log_var)
 
 
+def free_bits_kl(z_mean, z_log_var, free_bits):
+    """The batch's KL with a floor of ``free_bits`` nats per latent dimension (Kingma et al., 2016), one number.
+
+    Each dimension's KL is averaged over the batch, then raised to at least ``free_bits``: below the
+    floor a dimension costs a constant, so nothing pushes it further towards the prior, and a code
+    cannot collapse to less than ``free_bits`` nats per dimension. Notebook 6's learners write it.
+    """
+    per_dimension = 0.5 * (ops.exp(z_log_var) + ops.square(z_mean) - 1.0 - z_log_var)
+    return ops.sum(ops.maximum(free_bits, ops.mean(per_dimension, axis=0)))
+
+
 class KLWarmupSchedule:
     """The KL weight of each training step, computed inside the compiled step from the optimizer's step counter.
 
-    Training step ``s`` of a warm-up over ``steps`` steps weighs the KL by ``min(1, (s + 1) / steps)``,
+    Training step ``s`` of a warm-up over ``steps`` steps weighs the KL by ``target * min(1, (s + 1) / steps)``,
     with ``s = iterations + offset``: ``offset`` (set once per epoch, ``set_epoch``) makes ``s`` count
     from the first step of the run, whatever the optimizer counted before. The counter is part of the
     optimizer's state, so a run restored from a checkpoint goes on with exactly the same weights. With
@@ -118,10 +129,12 @@ class KLWarmupSchedule:
     def __init__(self):
         self.steps = keras.Variable(0.0, dtype="float64", trainable=False, name="kl_warmup_steps")
         self.offset = keras.Variable(0.0, dtype="float64", trainable=False, name="kl_warmup_offset")
+        self.target = keras.Variable(1.0, dtype="float64", trainable=False, name="kl_warmup_target")
 
-    def start(self, steps):
-        """Warm up over ``steps`` training steps (0: no warm-up)."""
+    def start(self, steps, target=1.0):
+        """Warm up over ``steps`` training steps (0: no warm-up), to a KL weight of ``target`` (beta; 1 by default)."""
         self.steps.assign(float(steps))
+        self.target.assign(float(target))
 
     def set_epoch(self, epoch, steps_per_epoch, iterations):
         """Step ``epoch * steps_per_epoch`` of the run is the optimizer's step ``iterations``."""
@@ -130,7 +143,7 @@ class KLWarmupSchedule:
     def __call__(self, iterations, kl_weight):
         """The weight for the step the optimizer is about to take (float64 arithmetic, as in Python)."""
         step = ops.cast(iterations, "float64") + self.offset + 1.0
-        ramp = ops.cast(ops.minimum(1.0, step / ops.maximum(self.steps, 1.0)), kl_weight.dtype)
+        ramp = ops.cast(self.target * ops.minimum(1.0, step / ops.maximum(self.steps, 1.0)), kl_weight.dtype)
         return ops.where(self.steps > 0.0, ramp, kl_weight)
 
 

@@ -1,0 +1,89 @@
+"""What the KL's weight beta trades: short fine-tunes of the shipped 2-D model at other betas (notebook 6).
+
+The objective ``reconstruction + beta * KL`` is the ELBO only at beta = 1. Below 1 the model may
+spend more nats on its code (the *rate*, the KL) to reconstruct better (the *distortion*, the
+reconstruction term); above 1 it saves on the code and reconstructs worse, and far above 1 the
+code carries nothing at all: posterior collapse. ``fine_tune`` trains one setting; the sweep over
+``SWEEP_BETAS`` is run by ``scripts/beta_sweep.py`` and shipped as ``resources/beta_sweep.json``
+(numbers) and ``resources/beta_sweep.npz`` (each model's manifold), because it takes longer than
+a notebook should. ``load_sweep`` reads both.
+"""
+
+import json
+import math
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from vae_helpers._tf import keras
+from vae_helpers.config import check_count
+from vae_helpers.data import check_images
+from vae_helpers.models import build_vae
+from vae_helpers.pretrained import load_pretrained
+from vae_helpers.training import TrainingDiverged, _warmup_schedule
+
+#: The betas of the shipped sweep: from 0.1 to collapse, with the book's implicit 0.784 / 2 and the later editions' 1 / 2.
+SWEEP_BETAS = (0.1, 0.25, 0.392, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 64.0)
+#: The 1st edition's KL weight relative to the summed ELBO at latent_dim = 2 (784 * 5e-4 * 2 / 2 / 2: 0.784 / d)
+BOOK_BETA = 0.784 / 2
+#: The 2nd and 3rd editions' KL weight at latent_dim = 2 (their KL is a mean over the d dimensions: 1 / d)
+LATER_EDITIONS_BETA = 1 / 2
+FINE_TUNE_LEARNING_RATE = 2e-3
+
+
+def _resource(name):
+    return Path(str(resources.files("vae_helpers") / "resources" / name))
+
+
+def _check_beta(beta, name="beta"):
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 <= beta < math.inf:
+        raise ValueError(f"{name} must be a number, 0 or more, got {beta!r}")
+    return float(beta)
+
+
+def fine_tune(x, beta, steps=200, batch_size=128, learning_rate=FINE_TUNE_LEARNING_RATE, seed=0, kl_penalty=None,
+              warmup_steps=0, callbacks=(), verbose=0):
+    """The shipped 2-D VAE trained on for ``steps`` steps with the KL weighted by ``beta``; returns (vae, history).
+
+    The batches are ``steps * batch_size`` digits of ``x`` in an order fixed by ``seed``. ``kl_penalty``
+    replaces the KL in the objective (free bits: see ``losses.VAELoss``); ``warmup_steps`` raise the KL's
+    weight from near 0 to ``beta`` over the first steps (a KL warm-up). The returned model keeps its
+    weight ``beta``, so ``vae.evaluate`` gives this run's objective. ``TrainingDiverged`` if the loss
+    became NaN or infinite.
+    """
+    beta = _check_beta(beta)
+    steps, batch_size = check_count(steps, "steps"), check_count(batch_size, "batch_size")
+    warmup_steps = check_count(warmup_steps, "warmup_steps", minimum=0)
+    x = check_images(x, "x")
+    if steps * batch_size > len(x):
+        raise ValueError(f"{steps} steps of {batch_size} digits need {steps * batch_size:,} digits; x has {len(x):,}. "
+                         "Use fewer steps or a smaller batch_size")
+    shipped = load_pretrained(2)
+    vae = build_vae(2, seed=seed, compile=False, kl_penalty=kl_penalty)
+    vae.set_weights(shipped.get_weights())
+    vae.compile(keras.optimizers.Adam(learning_rate))
+    vae.vae_loss.kl_weight.assign(beta)
+    schedule = _warmup_schedule(vae)
+    schedule.start(warmup_steps, target=beta)
+    order = np.random.default_rng(seed).permutation(len(x))[:steps * batch_size]
+    try:
+        history = vae.fit(x[order], batch_size=batch_size, epochs=1,
+                          shuffle=False, verbose=verbose, callbacks=list(callbacks)).history
+    finally:
+        schedule.start(0)
+    vae.vae_loss.kl_weight.assign(beta)
+    if not np.all(np.isfinite(history["loss"])):
+        raise TrainingDiverged(f"the loss became {history['loss'][-1]} at beta={beta:g}: lower the learning rate")
+    return vae, history
+
+
+def load_sweep():
+    """The shipped sweep: a dict with its ``runs`` (one per beta: rate, distortion, KL per dimension, active
+    units...), how it was made (``command``, ``settings``) and ``manifolds`` {(beta, variant): (n, n, 28, 28)
+    floats}; ``variant`` is "plain", or "kl_warmup" and "free_bits" for the two extra runs at the largest beta."""
+    record = json.loads(_resource("beta_sweep.json").read_text())
+    with np.load(_resource("beta_sweep.npz")) as grids:
+        record["manifolds"] = {(run["beta"], run["variant"]): grids[run["key"]].astype(np.float32) / 255.0
+                               for run in record["runs"]}
+    return record
