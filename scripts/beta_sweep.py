@@ -58,8 +58,9 @@ def main(argv=None):
         started = time.perf_counter()
         penalty = (functools.partial(losses.free_bits_kl, free_bits=run["free_bits"])
                    if run["variant"] == "free_bits" else None)
-        vae, history = beta_module.fine_tune(x_train, run["beta"], steps=args.steps, batch_size=args.batch_size,
-                                             kl_penalty=penalty, warmup_steps=run.get("warmup_steps", 0))
+        vae = beta_module.from_shipped(run["beta"], kl_penalty=penalty)
+        history = beta_module.fine_tune(vae, x_train, steps=args.steps, batch_size=args.batch_size,
+                                        warmup_steps=run.get("warmup_steps", 0))
         run.update(score(vae, x_test, x_train, y_train), key=f"run{i}",
                    train_loss=history["loss"][-1], seconds=round(time.perf_counter() - started, 1))
         grids[run["key"]] = np.round(latent.decode(vae, plotting.manifold_codes(GRID)).reshape(GRID, GRID, 28, 28)

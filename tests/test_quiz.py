@@ -114,6 +114,7 @@ INDEPENDENT_ANSWERS = {
     "04-1": lambda rng, q: _share_inside_quantile_cube(rng),
     "04-4": lambda rng, q: _means_std_for_unit_aggregate_variance(rng),
     "05-1": lambda rng, q: np.median(np.linalg.norm(rng.standard_normal((20_000, 64)), axis=1)),
+    "06-2": lambda rng, q: -784 * np.log(integrate.quad(lambda x: 0.5 ** x * 0.5 ** (1 - x), 0.0, 1.0)[0]),
 }
 
 
@@ -168,8 +169,8 @@ def test_a_damaged_quiz_file_gives_a_named_error_with_the_path_and_a_remedy(tmp_
 
 
 def test_unknown_notebook_key_is_a_clear_error():
-    with pytest.raises(ValueError, match="no quiz for notebook '06'.*01, 02, 03, 04, 05"):
-        quiz.load_quiz("06")
+    with pytest.raises(ValueError, match="no quiz for notebook '07'.*01, 02, 03, 04, 05, 06"):
+        quiz.load_quiz("07")
     assert quiz.load_quiz(3) == quiz.load_quiz("03")
 
 

@@ -3,7 +3,8 @@
 The objective ``reconstruction + beta * KL`` is the ELBO only at beta = 1. Below 1 the model may
 spend more nats on its code (the *rate*, the KL) to reconstruct better (the *distortion*, the
 reconstruction term); above 1 it saves on the code and reconstructs worse, and far above 1 the
-code carries nothing at all: posterior collapse. ``fine_tune`` trains one setting; the sweep over
+code carries nothing at all: posterior collapse. ``from_shipped`` makes a model for one setting and
+``fine_tune`` trains it; the sweep over
 ``SWEEP_BETAS`` is run by ``scripts/beta_sweep.py`` and shipped as ``resources/beta_sweep.json``
 (numbers) and ``resources/beta_sweep.npz`` (each model's manifold), because it takes longer than
 a notebook should. ``load_sweep`` reads both.
@@ -42,40 +43,51 @@ def _check_beta(beta, name="beta"):
     return float(beta)
 
 
-def fine_tune(x, beta, steps=200, batch_size=128, learning_rate=FINE_TUNE_LEARNING_RATE, seed=0, kl_penalty=None,
-              warmup_steps=0, callbacks=(), verbose=0):
-    """The shipped 2-D VAE trained on for ``steps`` steps with the KL weighted by ``beta``; returns (vae, history).
+def from_shipped(beta, kl_penalty=None, learning_rate=FINE_TUNE_LEARNING_RATE, seed=0):
+    """A copy of the shipped 2-D VAE whose objective weighs the KL by ``beta``, compiled with Adam, ready for ``fine_tune``.
 
-    The batches are ``steps * batch_size`` digits of ``x`` in an order fixed by ``seed``. ``kl_penalty``
-    replaces the KL in the objective (free bits: see ``losses.VAELoss``); ``warmup_steps`` raise the KL's
-    weight from near 0 to ``beta`` over the first steps (a KL warm-up). The returned model keeps its
-    weight ``beta``, so ``vae.evaluate`` gives this run's objective. ``TrainingDiverged`` if the loss
-    became NaN or infinite.
+    ``kl_penalty`` replaces the batch's mean KL in the objective (free bits: see ``losses.VAELoss``).
+    A ``widgets.LiveTraining`` view made for this model can then watch its training.
     """
     beta = _check_beta(beta)
-    steps, batch_size = check_count(steps, "steps"), check_count(batch_size, "batch_size")
-    warmup_steps = check_count(warmup_steps, "warmup_steps", minimum=0)
-    x = check_images(x, "x")
-    if steps * batch_size > len(x):
-        raise ValueError(f"{steps} steps of {batch_size} digits need {steps * batch_size:,} digits; x has {len(x):,}. "
-                         "Use fewer steps or a smaller batch_size")
     shipped = load_pretrained(2)
     vae = build_vae(2, seed=seed, compile=False, kl_penalty=kl_penalty)
     vae.set_weights(shipped.get_weights())
     vae.compile(keras.optimizers.Adam(learning_rate))
     vae.vae_loss.kl_weight.assign(beta)
+    return vae
+
+
+def fine_tune(vae, x, steps=200, batch_size=128, seed=0, warmup_steps=0, callbacks=(), verbose=0):
+    """Train ``vae`` (from ``from_shipped``) for ``steps`` steps at its beta; return the Keras history (a dict).
+
+    The batches are ``steps * batch_size`` digits of ``x`` in an order fixed by ``seed``.
+    ``warmup_steps`` raise the KL's weight from near 0 to the model's beta over the first steps (a
+    KL warm-up). The model keeps its weight beta afterwards, so ``vae.evaluate`` gives this run's
+    objective. ``TrainingDiverged`` if the loss became NaN or infinite.
+    """
+    steps, batch_size = check_count(steps, "steps"), check_count(batch_size, "batch_size")
+    warmup_steps = check_count(warmup_steps, "warmup_steps", minimum=0)
+    if not hasattr(vae, "vae_loss") or getattr(vae, "optimizer", None) is None:
+        raise ValueError("vae must be a compiled models.VAE: make it with beta.from_shipped(beta)")
+    x = check_images(x, "x", vae.image_shape)
+    if steps * batch_size > len(x):
+        raise ValueError(f"{steps} steps of {batch_size} digits need {steps * batch_size:,} digits; x has {len(x):,}. "
+                         "Use fewer steps or a smaller batch_size")
+    beta = float(keras.ops.convert_to_numpy(vae.vae_loss.kl_weight))
     schedule = _warmup_schedule(vae)
     schedule.start(warmup_steps, target=beta)
+    schedule.set_epoch(0, steps, int(keras.ops.convert_to_numpy(vae.optimizer.iterations)))
     order = np.random.default_rng(seed).permutation(len(x))[:steps * batch_size]
     try:
-        history = vae.fit(x[order], batch_size=batch_size, epochs=1,
-                          shuffle=False, verbose=verbose, callbacks=list(callbacks)).history
+        history = vae.fit(x[order], batch_size=batch_size, epochs=1, shuffle=False, verbose=verbose,
+                          callbacks=list(callbacks)).history
     finally:
         schedule.start(0)
     vae.vae_loss.kl_weight.assign(beta)
     if not np.all(np.isfinite(history["loss"])):
         raise TrainingDiverged(f"the loss became {history['loss'][-1]} at beta={beta:g}: lower the learning rate")
-    return vae, history
+    return history
 
 
 def load_sweep():

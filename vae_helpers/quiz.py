@@ -33,7 +33,7 @@ from functools import partial
 from importlib import resources
 from types import SimpleNamespace
 
-NOTEBOOKS = ("01", "02", "03", "04", "05")
+NOTEBOOKS = ("01", "02", "03", "04", "05", "06")
 REVEAL_AFTER = 2  # wrong tries before the widget shows the answer
 SKILLS = ("predict", "compute", "explain", "recall")  # what a question asks of the learner
 FIELDS = {"choice": {"id", "kind", "skill", "question", "options", "answer", "explanation"},
