@@ -1,10 +1,15 @@
-"""The latent widgets in a real browser: JupyterLab + headless Chromium, driven by Playwright.
+"""The widgets in a real browser: JupyterLab + headless Chromium, driven by Playwright.
 
-Writes a small notebook that shows the three widgets of notebook 05 (the chapter notebooks are run by
-nbval only, once), opens it in a throw-away JupyterLab (see tests/browser/lab.py), runs every cell in
-a live kernel, drags the explorer's first slider and checks that the digit the page shows really
-changed. Screenshots go to ``--artifacts`` (default: pytest's temporary folder); with
-``--update-screenshot`` the combined one also replaces docs/widgets.png.
+Writes a small notebook that shows the three widgets of notebook 05 and the two of notebook 06 (the
+chapter notebooks are run by nbval only, once), opens it in a throw-away JupyterLab (see
+tests/browser/lab.py) and runs every cell in a live kernel. Its last cell trains a small VAE with the
+live training view: while that cell still runs, the test waits until the page has shown the view's
+charts change twice, then asks the training to stop (it creates a file the notebook's callback looks
+for at each epoch's end, so the test waits on what the page shows, never for a fixed time). Then it
+drags the explorer's first slider and checks that the digit the page shows really changed, and
+clicks a class and drags a slider of the conditional digit designer. Screenshots go to
+``--artifacts`` (default: pytest's temporary folder); with ``--update-screenshot`` the combined one
+of notebook 05's widgets also replaces docs/widgets.png.
 
 Needs: pip ``playwright`` (no browser download: it drives Debian's ``chromium``), ``jupyterlab``
 and ``ipywidgets``. Skips with the reason when any is missing, or fails with it under
@@ -13,6 +18,7 @@ and ``ipywidgets``. Skips with the reason when any is missing, or fails with it 
 
 import base64
 import importlib.util
+import re
 import shutil
 from pathlib import Path
 
@@ -24,7 +30,9 @@ from tests.browser.lab import CHROMIUM_ARGS, LabServer, find_chromium
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS_SCREENSHOT = REPO / "docs" / "widgets.png"
-WIDGET_CLASSES = ("vae-latent-explorer", "vae-interpolation-explorer", "vae-concept-editor")
+WIDGET_CLASSES = ("vae-latent-explorer", "vae-interpolation-explorer", "vae-concept-editor")  # the README picture
+NEW_WIDGET_CLASSES = ("vae-digit-designer", "vae-live-training")  # notebook 06's
+STOP_FILE = "stop-live-training"  # created by the test in the notebook's folder: the live cell's training stops
 RUN_ALL_TIMEOUT_MS = 240_000  # an upper bound for a loaded 2-core CI machine; the wait ends as soon as the cells are done
 WIDGET_NOTEBOOK = [  # what notebook 05 shows, on the digits VAE_HELPERS_DATA gives (the sample in the tests)
     "from vae_helpers import data, pretrained, widgets\n"
@@ -34,6 +42,21 @@ WIDGET_NOTEBOOK = [  # what notebook 05 shows, on the digits VAE_HELPERS_DATA gi
     "widgets.LatentExplorer(vae, x, y)",
     "widgets.InterpolationExplorer(vae16, x, y, start=int(np.flatnonzero(y == 1)[0]), end=int(np.flatnonzero(y == 0)[0]))",
     "widgets.ConceptEditor(vae16, x, y, source=1, target=7)",
+    # notebook 06: an untrained conditional VAE, so that the test does not depend on shipped weights
+    "from vae_helpers import conditional, keras, models, training\n"
+    "cvae = conditional.build_conditional_vae(2, seed=0, compile=False)\n"
+    "widgets.DigitDesigner(cvae, label=3)",
+    "(x_train, _), _ = data.load_mnist('auto')\n"
+    "live_vae = models.build_vae(2, seed=0)\n"
+    "live = widgets.LiveTraining(live_vae, x[:100], every=16, manifold_n=8)\n"
+    "live",
+    # last: the browser test watches the live view while this cell runs, then creates STOP_FILE
+    "import os\n"
+    "class StopWhenAsked(keras.callbacks.Callback):\n"
+    "    def on_epoch_end(self, epoch, logs=None):\n"
+    f"        self.model.stop_training = os.path.exists({STOP_FILE!r})\n"
+    "_ = training.train_vae(live_vae, x_train[:512], epochs=100, batch_size=32, progress=None,\n"
+    "                       callbacks=[live, StopWhenAsked()])",
 ]
 
 
@@ -109,11 +132,23 @@ def open_notebook(page, lab, name):
     }""", timeout=180_000)  # a kernel that imports TensorFlow can take a minute to start on a busy machine
 
 
-def run_all_cells(page, lab):
-    """Clear stored outputs (so nothing shown comes from the saved file), then run every cell."""
+def start_all_cells(page):
+    """Clear stored outputs (so nothing shown comes from the saved file), then start running every cell."""
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')")
     assert page.locator(".vae-latent-explorer").count() == 0
     page.evaluate("() => { window.__runAll = window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+
+
+def last_cell_running(page):
+    """Whether the notebook's last code cell has not finished yet (no execution count)."""
+    return page.evaluate("""() => {
+        const cells = window.jupyterapp.shell.currentWidget.content.widgets.filter(cell => cell.model.type === 'code');
+        return cells[cells.length - 1].model.executionCount === null;
+    }""")
+
+
+def wait_for_all_cells(page, lab):
+    """Wait until every cell has run, then check that none wrote an error."""
     try:
         page.wait_for_function("""() => {
             const panel = window.jupyterapp.shell.currentWidget;
@@ -130,12 +165,22 @@ def run_all_cells(page, lab):
 
 
 def image_bytes(page, locator):
-    """The bytes behind an <img> element's current src (a blob: or data: URL)."""
+    """The bytes behind an <img> element's current src (a blob: or data: URL).
+
+    ipywidgets revokes an image's old blob: URL when a new picture arrives, so a read that loses that
+    race reads the new src again.
+    """
     encoded = locator.evaluate("""async img => {
-        const buffer = await (await fetch(img.src)).arrayBuffer();
-        let text = '';
-        new Uint8Array(buffer).forEach(byte => { text += String.fromCharCode(byte); });
-        return btoa(text);
+        for (let attempt = 0; ; attempt++) {
+            try {
+                const buffer = await (await fetch(img.src)).arrayBuffer();
+                let text = '';
+                new Uint8Array(buffer).forEach(byte => { text += String.fromCharCode(byte); });
+                return btoa(text);
+            } catch (error) {
+                if (attempt >= 5) throw error;
+            }
+        }
     }""")
     return base64.b64decode(encoded)
 
@@ -163,16 +208,42 @@ def wait_for_change(page, read, before, what, timeout_s=60):
     raise AssertionError(f"{what} did not change after moving the slider")
 
 
+def watch_live_view(page, live, changes=2, timeout_s=RUN_ALL_TIMEOUT_MS / 1000):
+    """Watch the live view while the last cell trains: return the training steps its readout showed and the
+    loss charts its page showed, once the step has changed ``changes`` times.
+
+    Fails if the cell ended first (the changes must be seen *during* training) or the time ran out.
+    """
+    chart, readout = live.locator("img.vae-live-losses"), live.locator(".vae-live-readout")
+    steps, charts = [], []
+    deadline = page.evaluate("() => performance.now()") + timeout_s * 1000
+    while len(steps) <= changes:
+        if not last_cell_running(page):
+            raise AssertionError(f"training ended before the live view's step was seen to change {changes} times "
+                                 f"(steps seen: {steps})")
+        if page.evaluate("() => performance.now()") > deadline:
+            raise AssertionError(f"the live view's step changed {len(steps) - 1} times in {timeout_s:.0f} s: {steps}")
+        step = int(re.match(r"step ([\d,]+)", readout.inner_text()).group(1).replace(",", ""))
+        picture = image_bytes(page, chart)
+        if not steps or step != steps[-1]:
+            steps.append(step)
+        if not charts or picture != charts[-1]:
+            charts.append(picture)
+        page.wait_for_timeout(100)
+    return steps, charts
+
+
 def save_screenshots(page, artifacts, update_docs):
-    """One picture per widget plus the three stacked into one (the README picture)."""
+    """One picture per widget plus the three of notebook 05 stacked into one (the README picture)."""
     from PIL import Image
 
     paths = []
-    for name in WIDGET_CLASSES:
+    for name in WIDGET_CLASSES + NEW_WIDGET_CLASSES:
         widget = page.locator(f".{name}").first
         widget.scroll_into_view_if_needed()
         paths.append(artifacts / f"{name}.png")
         widget.screenshot(path=str(paths[-1]))
+    paths = paths[:len(WIDGET_CLASSES)]
     page.screenshot(path=str(artifacts / "page.png"))
     pictures = [Image.open(path).convert("RGB") for path in paths]
     combined = Image.new("RGB", (max(p.width for p in pictures), sum(p.height + 16 for p in pictures) - 16),
@@ -193,8 +264,16 @@ def save_screenshots(page, artifacts, update_docs):
 
 def test_notebook_widgets_update_in_a_real_browser(request, notebook, lab, page, artifacts):
     open_notebook(page, lab, notebook.name)
-    run_all_cells(page, lab)
-    for name in WIDGET_CLASSES:
+    start_all_cells(page)
+    live = page.locator(".vae-live-training")
+    live.wait_for(state="visible", timeout=RUN_ALL_TIMEOUT_MS)
+    live.scroll_into_view_if_needed()
+    steps, charts = watch_live_view(page, live)
+    assert steps[0] < steps[1] < steps[2], steps
+    assert len(charts) >= 3 and all(picture[:8] == b"\x89PNG\r\n\x1a\n" for picture in charts)
+    (lab.root / STOP_FILE).touch()
+    wait_for_all_cells(page, lab)
+    for name in WIDGET_CLASSES + NEW_WIDGET_CLASSES:
         assert page.locator(f".{name}").count() == 1, f"widget .{name} is not on the page"
 
     explorer = page.locator(".vae-latent-explorer")
@@ -215,6 +294,15 @@ def test_notebook_widgets_update_in_a_real_browser(request, notebook, lab, page,
     shown_after = wait_for_change(page, lambda: np.asarray(_pixels(digit.screenshot())), shown_before,
                                   "the digit the page shows")
     assert shown_after.shape == shown_before.shape
+
+    designer = page.locator(".vae-digit-designer")
+    designer_digit = designer.locator("img.vae-designer-digit")
+    designer.scroll_into_view_if_needed()
+    three = image_bytes(page, designer_digit)
+    designer.get_by_role("button", name="8", exact=True).click()
+    eight = wait_for_change(page, lambda: image_bytes(page, designer_digit), three, "the designer's digit (class)")
+    drag_slider(page, designer.locator(".widget-slider").first, 0.3)
+    wait_for_change(page, lambda: image_bytes(page, designer_digit), eight, "the designer's digit (slider)")
 
     screenshot = save_screenshots(page, artifacts, request.config.getoption("--update-screenshot"))
     print(f"browser screenshots in {artifacts} (README picture: {screenshot})")

@@ -147,6 +147,11 @@ class LabServer:
 
     # -- use --
 
+    @property
+    def root(self):
+        """The folder JupyterLab serves, with the notebooks: a notebook's kernel starts in it."""
+        return self.workdir / "root"
+
     def api_url(self, path):
         return f"http://127.0.0.1:{self.port}/{path}?token={self.token}"
 
