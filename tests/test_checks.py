@@ -769,6 +769,14 @@ def free_bits_leaky(z_mean, z_log_var, free_bits):
     return ops.sum(ops.where(kl > free_bits, kl, free_bits + kl - ops.stop_gradient(kl)))
 
 
+def free_bits_python_loop(z_mean, z_log_var, free_bits):
+    kl = ops.mean(kl_per_dimension(z_mean, z_log_var), axis=0)
+    total = 0.0
+    for j in range(z_mean.shape[1]):
+        total += kl[j] if kl[j] > free_bits else free_bits
+    return total
+
+
 def free_bits_from(kl_terms, reduce):
     return lambda z_mean, z_log_var, free_bits: reduce(kl_terms(z_mean, z_log_var), free_bits)
 
@@ -776,10 +784,10 @@ def free_bits_from(kl_terms, reduce):
 RIGHT_FREE_BITS = {
     "maximum": free_bits_kl,
     "where": free_bits_where,
-    "clip": lambda m, lv, fb: ops.sum(ops.clip(ops.mean(kl_per_dimension(m, lv), axis=0), fb, 1e9)),
-    "tensorflow": lambda m, lv, fb: tf.reduce_sum(tf.maximum(fb, tf.reduce_mean(
+    "clip": lambda m, lv, free_bits: ops.sum(ops.clip(ops.mean(kl_per_dimension(m, lv), axis=0), free_bits, 1e9)),
+    "tensorflow": lambda m, lv, free_bits: tf.reduce_sum(tf.maximum(free_bits, tf.reduce_mean(
         0.5 * (tf.exp(lv) + m ** 2 - 1 - lv), axis=0))),
-    "hinge, lower by a constant": lambda m, lv, fb: ops.sum(ops.relu(ops.mean(kl_per_dimension(m, lv), axis=0) - fb)),
+    "hinge, lower by a constant": lambda m, lv, free_bits: ops.sum(ops.relu(ops.mean(kl_per_dimension(m, lv), axis=0) - free_bits)),
 }
 WRONG_FREE_BITS = {
     "floor per example": (free_bits_from(kl_per_dimension, lambda k, fb: ops.mean(ops.sum(ops.maximum(fb, k), axis=1))),
@@ -799,17 +807,33 @@ WRONG_FREE_BITS = {
                               lambda k, fb: ops.sum(ops.maximum(fb, ops.mean(k, axis=0)))), "1/2"),
     "log-sigma": (free_bits_from(lambda m, lv: kl_per_dimension(m, 2 * lv),
                                  lambda k, fb: ops.sum(ops.maximum(fb, ops.mean(k, axis=0)))), "log-sigma"),
-    "fixed floor": (lambda m, lv, fb: free_bits_kl(m, lv, 1.0), "whatever free_bits", "use the argument"),
+    "fixed floor": (lambda m, lv, free_bits: free_bits_kl(m, lv, 1.0), "whatever free_bits", "ignores the argument"),
+    "a global floor": (lambda m, lv, free_bits: free_bits_kl(m, lv, 1.5), "ignores the argument"),
+    "negative KL": (free_bits_from(lambda m, lv: -kl_per_dimension(m, lv),
+                                   lambda k, fb: ops.sum(ops.maximum(fb, ops.mean(k, axis=0)))), "wrong sign"),
+    "floor on each example's total": (free_bits_from(kl_per_dimension, lambda k, fb: ops.mean(ops.maximum(
+        fb, ops.sum(k, axis=1)))), "each example's total KL"),
+    "hinge, floor per example": (free_bits_from(kl_per_dimension, lambda k, fb: ops.mean(ops.sum(
+        ops.relu(k - fb), axis=1))), "each example's KL"),
+    "hinge without 1/2": (free_bits_from(lambda m, lv: 2 * kl_per_dimension(m, lv),
+                                         lambda k, fb: ops.sum(ops.relu(ops.mean(k, axis=0) - fb))), "1/2"),
+    "float64 result": (lambda m, lv, free_bits: free_bits_kl(ops.cast(m, "float64"), ops.cast(lv, "float64"), free_bits),
+                       "float64", "float32"),
+    "renamed argument": (lambda m, lv, lam: free_bits_kl(m, lv, lam), "unexpected keyword argument 'free_bits'"),
+    "python float": (lambda m, lv, free_bits: float(free_bits_kl(m, lv, free_bits)), "compiled function"),
+    "python loop": (free_bits_python_loop, "python if, for, max", "keras.ops.maximum"),
+    "max that reduces": (free_bits_from(kl_per_dimension, lambda k, fb: ops.sum(ops.max(ops.mean(k, axis=0), fb))),
+                         "keras.ops.max reduces along an axis"),
     "per example": (free_bits_from(kl_per_dimension, lambda k, fb: ops.sum(ops.maximum(fb, k), axis=1)),
                     "one value per example"),
     "per dimension": (free_bits_from(kl_per_dimension, lambda k, fb: ops.maximum(fb, ops.mean(k, axis=0))),
                       "one value per latent dimension", "sum them"),
     "straight-through floor": (free_bits_leaky, "gradient still reaches", "below the floor"),
-    "numpy": (lambda m, lv, fb: np.sum(np.maximum(fb, np.mean(kl_per_dimension(m, lv).numpy(), axis=0))),
+    "numpy": (lambda m, lv, free_bits: np.sum(np.maximum(free_bits, np.mean(kl_per_dimension(m, lv).numpy(), axis=0))),
               "compiled function", "no NumPy"),
-    "frozen gradient": (lambda m, lv, fb: ops.stop_gradient(free_bits_kl(m, lv, fb)), "no gradient reaches"),
-    "stub": (stub, "returned None"),
-    "raises": (raises, "raised ValueError", "boom"),
+    "frozen gradient": (lambda m, lv, free_bits: ops.stop_gradient(free_bits_kl(m, lv, free_bits)), "no gradient reaches"),
+    "stub": (lambda z_mean, z_log_var, free_bits: None, "returned None"),
+    "raises": (lambda z_mean, z_log_var, free_bits: raises(), "raised ValueError", "boom"),
 }
 
 

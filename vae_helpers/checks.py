@@ -161,17 +161,29 @@ def _name(fn):
     return name if name.isidentifier() else "your function"
 
 
+def _cut(text, limit):
+    """``text`` cut to at most ``limit`` characters at a word boundary, with "..." where it was cut."""
+    text = text.strip()
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0].rstrip(".,;:") + " ..."
+
+
+PYTHON_ON_TENSOR = ("uses a Python if, for, max, any or bool() on a tensor: inside fit's compiled graph a tensor has "
+                    "no value yet. Use keras.ops (keras.ops.maximum, keras.ops.where, keras.ops.sum) instead")
+
+
 def _brief(err):
     """The line of an exception's message that says what went wrong (Keras wraps errors raised in layers,
     and TensorFlow's graph errors list the traced source before the message)."""
+    if type(err).__name__ == "OperatorNotAllowedInGraphError":
+        return f"{type(err).__name__}: it {PYTHON_ON_TENSOR}"
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).split("Arguments received by")[0]
     if text.lstrip().startswith("in user code:"):
         last = [line.strip() for line in text.splitlines() if line.strip()][-1]
-        return re.sub(r"^\w+(Error|Exception): ", f"{type(err).__name__}: ", last)[:240].rstrip(".")
+        return _cut(re.sub(r"^\w+(Error|Exception): ", f"{type(err).__name__}: ", last), 240)
     lines = [line.strip() for line in text.splitlines()
              if line.strip() and not line.strip().startswith(("Exception encountered when calling", "Traceback",
                                                              "File ", "Detected at node", "Graph execution error"))]
-    return f"{type(err).__name__}: {(lines or [''])[0][:200].rstrip('.')}"
+    return f"{type(err).__name__}: {_cut((lines or [''])[0], 200)}"
 
 
 def _settings():
@@ -298,7 +310,7 @@ def _compiled_with_gradients(name, fn, arrays, hint, calls=2):
             return value, [None] * len(inputs)
         return value, tape.gradient(total, list(inputs))
 
-    compiled = tf.function(step, input_signature=_specs(arrays))
+    compiled = tf.function(step, input_signature=_specs(arrays), autograph=False)
     results = []
     for _ in range(calls):
         value, grads = _call(name, compiled, *map(tf.constant, arrays), hint=hint, graph=True)
@@ -450,7 +462,7 @@ def _check_sampling_compiled(name, fn, hint):
         return z, tape.gradient(total, [m, v])
 
     for signature in (known, _specs([mean, log_var])):
-        compiled = tf.function(step, input_signature=signature)
+        compiled = tf.function(step, input_signature=signature, autograph=False)
         draws = []
         for _ in range(2):
             try:
@@ -657,7 +669,7 @@ def _check_loss_layer_compiled(name, layer, code):
             total = tf.add_n([tf.reduce_sum(tf.cast(loss, tf.float32)) for loss in layer.losses])
         return total, tape.gradient(total, watched)
 
-    compiled = tf.function(step, input_signature=_specs([x, p, mu, lv]))
+    compiled = tf.function(step, input_signature=_specs([x, p, mu, lv]), autograph=False)
     for _ in range(2):
         total, grads = _call(name, compiled, *map(tf.constant, (x, p, mu, lv)), graph=True,
                              hint="The check calls layer(x, x_decoded, z_mean, z_log_var) in a compiled function.")
@@ -1200,6 +1212,10 @@ FREE_BITS_DROP = ("drops the dimensions below free_bits (counts them as 0) inste
 FREE_BITS_NONE = "is the plain KL, averaged over the batch: the floor free_bits is missing"
 FREE_BITS_MEAN_DIMS = "averages over the latent dimensions instead of summing them"
 FREE_BITS_BATCH_SUM = "sums over the batch instead of averaging (batch size times too large)"
+FREE_BITS_EXAMPLE_TOTAL = ("applies the floor to each example's total KL (summed over the dimensions): floor each "
+                           "dimension, and only after averaging it over the batch")
+FREE_BITS_HINT = ("It receives z_mean and z_log_var, float32 tensors of shape (batch, latent_dim), and free_bits, a "
+                  "float. keras.ops.maximum(a, b) is the element-wise maximum; keras.ops.max reduces along an axis.")
 
 
 def _free_bits_inputs():
@@ -1229,8 +1245,9 @@ def _free_bits_variants(mu, lv, free_bits):
         (FREE_BITS_NONE,): lambda k: np.sum(k.mean(0)),
         (FREE_BITS_MEAN_DIMS,): lambda k: np.mean(np.maximum(lam, k.mean(0))),
         (FREE_BITS_BATCH_SUM,): lambda k: np.sum(np.maximum(lam, k.sum(0))),
+        (FREE_BITS_EXAMPLE_TOTAL,): lambda k: np.mean(np.maximum(lam, k.sum(1))),
     }
-    factors = {(): 0.5, (NO_HALF,): 1.0}
+    factors = {(): 0.5, (NO_HALF,): 1.0, (SIGN,): -0.5}
     return _variants(lambda t, reduce, f: reduce(f * t), terms, reductions, factors)
 
 
@@ -1255,12 +1272,20 @@ def check_free_bits(fn):
     free_bits * latent_dim (``max(0, kl - free_bits)``) trains alike and is accepted.
     """
     name = _name(fn)
-    hint = "It receives z_mean and z_log_var, float32 tensors of shape (batch, latent_dim), and free_bits, a float."
+    hint = FREE_BITS_HINT
     z_mean, z_log_var = _free_bits_inputs()
     floors = (1.0, 0.0, 2.5, 6.0)  # 6 floors every dimension, and lies above the total KL (5.4)
+    latent_dim = z_mean.shape[1]
     got = []
     for free_bits in floors:
-        value = _array(name, _call(name, fn, tf.constant(z_mean), tf.constant(z_log_var), free_bits, hint=hint), fn)
+        # By keyword, as the notebook passes it (functools.partial(fn, free_bits=...)).
+        raw = _call(name, lambda m, lv: fn(m, lv, free_bits=free_bits), tf.constant(z_mean), tf.constant(z_log_var),
+                    hint=hint)
+        value = _array(name, raw, fn)
+        dtype = keras.backend.standardize_dtype(getattr(raw, "dtype", "float32"))
+        if dtype != "float32":
+            raise _fail(f"{name} returned {dtype} numbers: fit adds this to the model's float32 loss, which fails. Keep "
+                        "float32, as z_mean is (keras.ops.cast(..., 'float32') if you computed in float64).", fn)
         if value.shape == (len(z_mean),):
             raise _fail(f"{name} returned one value per example, shape {value.shape}: free bits apply to the batch's "
                         f"average KL in each dimension, so the result is one number. {FREE_BITS_FIX}", fn)
@@ -1276,12 +1301,13 @@ def check_free_bits(fn):
     variants = [(mistakes, np.array([values[i][1] for values in per_floor]))
                 for i, (mistakes, _) in enumerate(per_floor[0])]
     right = variants[0][1]
-    shifted = bool(np.allclose(got, right - np.array(floors) * z_mean.shape[1], rtol=1e-4, atol=1e-5))
+    shift = np.array(floors) * latent_dim  # max(0, kl - free_bits) is lower by this, and trains alike
+    shifted = bool(np.allclose(got, right - shift, rtol=1e-4, atol=1e-5))
     if not shifted:
-        mistakes = _match(got, variants)
-        if mistakes is None and _match(got, [((), np.full(len(floors), right[0]))]) == ():
-            raise _fail(f"{name} floors at 1 whatever free_bits it is given (it gives {got[1]:.5g} with free_bits=0): "
-                        f"use the argument free_bits. {FREE_BITS_FIX}", fn)
+        mistakes = _match(got, variants + [(m, v - shift) for m, v in variants[1:]])
+        if mistakes is None and np.allclose(got, got[0], rtol=1e-6, atol=1e-6):
+            raise _fail(f"{name} gives {got[0]:.5g} whatever free_bits it is given (0, 1, 2.5 or 6): it ignores the "
+                        f"argument free_bits (a floor written as a number, or a global variable?). {FREE_BITS_FIX}", fn)
         if mistakes is None:
             i = int(np.argmax(~np.isclose(got, right, rtol=1e-4, atol=1e-5)))
             raise _fail(f"{name} gives {got[i]:.5g} with free_bits={floors[i]:g} where {right[i]:.5g} is expected. "
@@ -1289,7 +1315,7 @@ def check_free_bits(fn):
         if mistakes:
             raise _fail(f"{name} {_join(mistakes)}. {FREE_BITS_FIX}", fn)
     free_bits = 1.0
-    compiled = lambda mean, log_var: fn(mean, log_var, free_bits)  # noqa: E731  (the learner's signature, fixed free_bits)
+    compiled = lambda mean, log_var: fn(mean, log_var, free_bits=free_bits)  # noqa: E731  (as the notebook calls it)
     compiled.__name__ = name
     target = right[0] - (free_bits * z_mean.shape[1] if shifted else 0.0)
     for value, grads in _compiled_with_gradients(name, compiled, (z_mean, z_log_var), hint):
