@@ -205,7 +205,7 @@ def wait_for_change(page, read, before, what, timeout_s=60):
         if not np.array_equal(now, before):
             return now
         page.wait_for_timeout(100)
-    raise AssertionError(f"{what} did not change after moving the slider")
+    raise AssertionError(f"{what} did not change within {timeout_s} s")
 
 
 def watch_live_view(page, live, changes=2, timeout_s=RUN_ALL_TIMEOUT_MS / 1000):
@@ -268,9 +268,12 @@ def test_notebook_widgets_update_in_a_real_browser(request, notebook, lab, page,
     live = page.locator(".vae-live-training")
     live.wait_for(state="visible", timeout=RUN_ALL_TIMEOUT_MS)
     live.scroll_into_view_if_needed()
+    chart = live.locator("img.vae-live-losses")
+    chart_before = _pixels(chart.screenshot())
     steps, charts = watch_live_view(page, live)
     assert steps[0] < steps[1] < steps[2], steps
     assert len(charts) >= 3 and all(picture[:8] == b"\x89PNG\r\n\x1a\n" for picture in charts)
+    wait_for_change(page, lambda: _pixels(chart.screenshot()), chart_before, "the loss chart the page shows")
     (lab.root / STOP_FILE).touch()
     wait_for_all_cells(page, lab)
     for name in WIDGET_CLASSES + NEW_WIDGET_CLASSES:

@@ -704,7 +704,15 @@ class LiveTraining(_Widget, keras.callbacks.Callback):
     ``val_elbo``), ``kl_per_dim`` and ``manifold`` (the latest), and ``seconds`` spent in its hooks,
     beside ``train_seconds`` of training (``overhead`` is their ratio, shown under the charts). A
     second ``fit`` with the same view goes on where the first stopped. Without a notebook front end it
-    works all the same, its pictures are just not seen.
+    works all the same, its pictures are just not seen. (With ``x_val``, ``train_vae`` restores the
+    best epoch's weights after training; the view shows the last epoch's.)
+
+    In a notebook, one cell shows it and the next trains::
+
+        live = widgets.LiveTraining(vae, x_val[:200], every=100)
+        live
+        # next cell
+        training.train_vae(vae, x_train, epochs=2, batch_size=64, callbacks=[live])
 
     Cost, measured on 2 CPU cores shared with two other jobs (load 5 to 7): one update (KL of 200
     probe digits, a 12 x 12 manifold, three charts drawn with Pillow) takes about as long as 0.8
@@ -840,8 +848,9 @@ class LiveTraining(_Widget, keras.callbacks.Callback):
         return means
 
     def _update(self, logs):
+        """Record the window since the last update and the model's KL per dimension now, then redraw."""
         means = self._window_means(logs)
-        self.kl_per_dim = self.probe_kl()
+        self._measure()
         for key, value in (("step", self.step), ("epoch", self._epoch + 1), ("kl_per_dim", self.kl_per_dim)):
             self.history[key].append(value)
         for key in CURVES:
@@ -858,8 +867,13 @@ class LiveTraining(_Widget, keras.callbacks.Callback):
 
     def refresh(self):
         """Measure and redraw everything from the model as it is now (also before training; records nothing)."""
-        self.kl_per_dim = self.probe_kl()
+        self._measure()
         self._draw_all()
+
+    def _measure(self):
+        """The KL per dimension on the probe digits, and from it the dimensions the manifold spans."""
+        self.kl_per_dim = self.probe_kl()
+        self.manifold_dims = self._chosen_dims()
 
     def _draw_all(self):
         self._draw_curves()
@@ -872,8 +886,7 @@ class LiveTraining(_Widget, keras.callbacks.Callback):
         self.kl_curve.value = png_bytes(curves_chart(self.history, self.epochs, ("kl_loss",), "KL (nats per image)"))
 
     def _draw_kl_bars(self):
-        """The bars, the manifold's two dimensions marked when it shows only two of more."""
-        self.manifold_dims = self._chosen_dims()
+        """The bars; the manifold's two dimensions are marked when the space has more than two."""
         marked = self.manifold_dims if self.manifold_dims and self.latent_dim > 2 else ()
         self.kl_bars.value = png_bytes(kl_bars_chart(self.kl_per_dim, marked))
 
@@ -896,7 +909,7 @@ class LiveTraining(_Widget, keras.callbacks.Callback):
             last = {key: self.history[key][-1] for key in CURVES}
             text += (f", epoch {self.history['epoch'][-1]} | last window: loss {last['loss']:.2f}, reconstruction "
                      f"{last['reconstruction_loss']:.2f}, KL {last['kl_loss']:.2f} nats")
-        text += f" | updates every {self.every} steps; drawing took {100 * self.overhead:.1f}% of the training time"
+        text += f" | updates every {self.every} steps; this view took {100 * self.overhead:.1f}% of the training time"
         self.readout.value = text
 
 
@@ -917,6 +930,9 @@ class DigitDesigner(_Widget):
     stroke, width). Below, the strip shows every class decoded from the same z, the chosen one
     framed: one handwriting, ten digits. All ten are decoded in one batch whenever z changes;
     choosing another class only picks from them.
+
+    ``widgets.DigitDesigner(pretrained.load_pretrained(2, conditional=True), label=3)`` in a cell
+    shows it; ``z`` sets the sliders' start (default: the prior's centre), ``limit`` their range.
     """
 
     def __init__(self, cvae, label=0, z=None, scale=6, strip_scale=2, limit=3.0, step=0.05):
