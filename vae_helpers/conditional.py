@@ -64,6 +64,8 @@ def check_labels(labels, n_classes, count=None, name="labels", what="codes"):
         array = np.asarray(labels)
     except (TypeError, ValueError) as err:  # ragged lists
         raise ValueError(f"{name} must be an int or a 1-D array of class ids ({span}): {err}") from None
+    if array.size == 0:
+        raise ValueError(f"{name} is empty: pass at least one class id")
     if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
         raise ValueError(f"{name} must be class ids ({span}), got an array of dtype {array.dtype}")
     if array.ndim == 2 and array.shape[1] == n_classes:
@@ -77,8 +79,6 @@ def check_labels(labels, n_classes, count=None, name="labels", what="codes"):
         return check_labels(int(array), n_classes, count, name, what)
     if array.ndim != 1:
         raise ValueError(f"{name} must be an int or a 1-D array of class ids, got shape {array.shape}")
-    if array.size == 0:
-        raise ValueError(f"{name} is empty: pass at least one class id")
     bad = np.flatnonzero((array < 0) | (array >= n_classes))
     if bad.size:
         raise ValueError(f"{name} must be class ids ({span}), got {array[bad[0]]} at position {bad[0]}"
@@ -464,7 +464,7 @@ def train_conditional_vae(cvae, x_train, y_train, epochs, batch_size=16, x_val=N
     the run resumable, and with ``x_val`` (and ``y_val``) the weights of the epoch with the best
     validation ELBO (``elbo`` above) are kept.
     """
-    from vae_helpers.training import train_vae  # training reads this module for the validation ELBO
+    from vae_helpers.training import train_vae  # here, not above: training imports this module
 
     _check_model(cvae)
     return train_vae(cvae, x_train, epochs, batch_size, x_val=x_val, seed=seed, progress=progress,

@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from vae_helpers._tf import keras, set_seed, tf
+from vae_helpers.conditional import check_labels
+from vae_helpers.conditional import elbo as conditional_elbo
 from vae_helpers.config import TrainSettings, check_count, check_memory, training_memory
 from vae_helpers.data import DataError, as_pixel_codes, check_images, data_digest, load_mnist, pixel_levels
 from vae_helpers.evaluation import elbo, knn_latent_accuracy
@@ -108,10 +110,11 @@ class EpochDataset:
     were made from bytes (a quarter of the memory; the batches are the same floats bit for bit), as
     float32 otherwise. Each epoch's order is ``epoch_order(n, seed, epoch)``, made once per epoch in
     NumPy for the epoch in ``self.epoch``, which ``EpochSeeds`` sets before the epoch's first batch:
-    Keras starts a new iterator at each epoch (the data set has ``steps`` batches).
+    Keras starts a new iterator at each epoch (the data set has ``steps`` batches). With ``labels``
+    (class ids, for a conditional VAE) each batch is the pair (images, labels) in the same order.
     """
 
-    def __init__(self, images, batch_size, seed):
+    def __init__(self, images, batch_size, seed, labels=None):
         self.n, self.batch_size, self.seed = len(images), batch_size, seed
         self.steps = -(-self.n // batch_size)
         self.epoch = None
@@ -122,6 +125,9 @@ class EpochDataset:
         else:
             stored = tf.constant(np.asarray(images, dtype=np.float32))
             take = lambda index: tf.gather(stored, index)  # noqa: E731
+        if labels is not None:  # each batch is the model's input (images, labels): Keras reads ((x,),) as x alone
+            classes, take_images = tf.constant(np.asarray(labels, dtype=np.int32)), take
+            take = lambda index: ((take_images(index), tf.gather(classes, index)),)  # noqa: E731
         orders = tf.data.Dataset.from_generator(self._order, output_signature=tf.TensorSpec((self.n,), tf.int32))
         batches = orders.flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
         self.dataset = (batches.map(take).prefetch(PREFETCH_BATCHES)
@@ -156,14 +162,21 @@ class EpochSeeds(keras.callbacks.Callback):
 
 
 class ValidationELBO(keras.callbacks.Callback):
-    """Adds ``val_elbo`` (nats per image, with fixed noise so that epochs compare) to each epoch's logs."""
+    """Adds ``val_elbo`` (nats per image, with fixed noise so that epochs compare) to each epoch's logs.
 
-    def __init__(self, x_val, seed):
+    With ``labels`` (the class ids of ``x_val``) the model is a conditional VAE, scored by ``conditional.elbo``.
+    """
+
+    def __init__(self, x_val, seed, labels=None):
         super().__init__()
-        self.x_val, self.seed = x_val, seed
+        self.x_val, self.seed, self.labels = x_val, seed, labels
 
     def on_epoch_end(self, epoch, logs=None):
-        logs["val_elbo"] = elbo(self.model, self.x_val, n_samples=VALIDATION_SAMPLES, seed=self.seed)
+        if self.labels is None:
+            logs["val_elbo"] = elbo(self.model, self.x_val, n_samples=VALIDATION_SAMPLES, seed=self.seed)
+        else:
+            logs["val_elbo"] = conditional_elbo(self.model, self.x_val, self.labels, n_samples=VALIDATION_SAMPLES,
+                                                seed=self.seed)
 
 
 class StopOnDivergence(keras.callbacks.Callback):
@@ -327,7 +340,7 @@ def _warmup_schedule(vae):
 
 
 def train_vae(vae, x_train, epochs, batch_size=16, x_val=None, seed=0, progress="epoch", checkpoint_dir=None,
-              kl_warmup=0, callbacks=()):
+              kl_warmup=0, callbacks=(), labels=None, val_labels=None):
     """Train ``vae`` until it has ``epochs`` epochs in all; return the per-epoch history (a dict of lists).
 
     ``progress`` is "bar" (Keras' progress bar), "epoch" (one line per epoch, ``EpochLine``) or None. With
@@ -338,9 +351,12 @@ def train_vae(vae, x_train, epochs, batch_size=16, x_val=None, seed=0, progress=
     ``callbacks`` are passed on to ``fit``; if one of them has a per-batch hook, every step is its
     own call so that it sees each batch, otherwise ``STEPS_PER_EXECUTION`` steps run per call. A NaN
     or infinite loss raises ``TrainingDiverged`` at the end of its epoch, before anything is saved.
+    A conditional VAE (``vae_helpers.conditional``) also needs ``labels``, the class id of each
+    training image, and ``val_labels`` with ``x_val``: they travel with their images in every batch.
     """
     x_train = check_images(x_train, "x_train", vae.image_shape)
     x_val = None if x_val is None else check_images(x_val, "x_val", vae.image_shape)
+    labels, val_labels = _check_labels(vae, x_train, labels, x_val, val_labels)
     epochs, batch_size = check_count(epochs, "epochs"), check_count(batch_size, "batch_size")
     if progress not in PROGRESS:
         raise ValueError(f"progress must be 'bar', 'epoch' or None, got {progress!r}")
@@ -354,14 +370,14 @@ def train_vae(vae, x_train, epochs, batch_size=16, x_val=None, seed=0, progress=
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(checkpoint_dir or scratch)
         folder.mkdir(parents=True, exist_ok=True)
-        batches = EpochDataset(x_train, batch_size, seed)
+        batches = EpochDataset(x_train, batch_size, seed, labels)
         schedule = _warmup_schedule(vae)
         schedule.start(kl_warmup * batches.steps)
         _set_steps_per_execution(vae, 1 if needs_every_batch(callbacks) else min(STEPS_PER_EXECUTION, batches.steps))
         own = [StopOnDivergence(), EpochSeeds(batches, seed, schedule)]  # the divergence check first
         if x_val is not None:
             best_so_far = max(read_history(folder / HISTORY_FILE).get("val_elbo", []), default=None)
-            own += [ValidationELBO(x_val, seed), BestWeights(folder / BEST_FILE, best_so_far)]
+            own += [ValidationELBO(x_val, seed, val_labels), BestWeights(folder / BEST_FILE, best_so_far)]
         own.append(HistoryCSV(folder / HISTORY_FILE))
         if checkpoint_dir is not None:  # last, so that the backup never runs ahead of the history
             own.append(AtomicBackupAndRestore(folder / BACKUP_DIR, double_checkpoint=True, delete_checkpoint=False))
@@ -380,6 +396,30 @@ def train_vae(vae, x_train, epochs, batch_size=16, x_val=None, seed=0, progress=
             vae.load_weights(folder / BEST_FILE)
     vae.vae_loss.kl_weight.assign(1.0)  # the best epoch may fall in the warm-up; the model is used at full weight
     return history
+
+
+def _check_labels(vae, x_train, labels, x_val, val_labels):
+    """The checked class ids of ``x_train`` and ``x_val`` for a conditional VAE, (None, None) for a plain one.
+
+    A model reads labels when it has ``n_classes`` (``conditional.ConditionalVAE``); labels for a
+    model that does not read them, or none for one that does, are refused rather than ignored.
+    """
+    if getattr(vae, "n_classes", None) is None:
+        if labels is not None or val_labels is not None:
+            raise ValueError("labels were given, but this VAE does not read them; only a conditional VAE "
+                             "(vae_helpers.conditional.build_conditional_vae) is trained with labels")
+        return None, None
+    if labels is None:
+        raise ValueError("a conditional VAE trains on images and their labels: pass labels=, the class id of each "
+                         "training image")
+    labels = check_labels(labels, vae.n_classes, count=len(x_train), name="labels", what="images in x_train")
+    if x_val is None:
+        if val_labels is not None:
+            raise ValueError("val_labels were given without x_val; pass both or neither")
+        return labels, None
+    if val_labels is None:
+        raise ValueError("a conditional VAE is validated on images and their labels: pass val_labels= with x_val")
+    return labels, check_labels(val_labels, vae.n_classes, count=len(x_val), name="val_labels", what="images in x_val")
 
 
 def fit_autoencoder(autoencoder, x_train, epochs, batch_size=64, seed=0, x_val=None, callbacks=()):
