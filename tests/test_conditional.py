@@ -313,3 +313,14 @@ def test_shipped_model_test_elbo_matches_its_record(full_mnist, shipped):
     cvae, record = shipped
     _, (x_test, y_test) = full_mnist
     assert conditional.elbo(cvae, x_test, y_test, n_samples=1, seed=1) == pytest.approx(record["test_elbo"], abs=0.5)
+
+
+def test_the_unconditional_helpers_point_a_conditional_vae_to_this_module():
+    from vae_helpers import evaluation, latent
+
+    cvae = conditional.build_conditional_vae(2, seed=0)
+    x = np.zeros((2, 28, 28, 1), np.float32)
+    for call in (lambda: latent.decode(cvae, np.zeros((2, 2))), lambda: latent.encode(cvae, x),
+                 lambda: evaluation.elbo(cvae, x)):
+        with pytest.raises(TypeError, match="use vae_helpers.conditional"):
+            call()

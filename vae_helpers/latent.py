@@ -23,12 +23,21 @@ _COMPILED_DECODERS = weakref.WeakKeyDictionary()
 DECODE_BATCH_BYTES_PER_IMAGE = 150_000
 
 
+def _single_input(network, model):
+    """``network`` itself; TypeError if it takes more than one input (a conditional VAE's also takes the label)."""
+    if len(getattr(network, "inputs", None) or [None]) > 1:
+        raise TypeError(f"{type(model).__name__} takes a label besides its images or codes: use "
+                        "vae_helpers.conditional (conditional.decode(cvae, z, labels), conditional.encode(cvae, x, "
+                        "labels), conditional.elbo(...)) instead of latent and evaluation")
+    return network
+
+
 def _decoder_of(model):
-    return getattr(model, "decoder", model)
+    return _single_input(getattr(model, "decoder", model), model)
 
 
 def _encoder_of(model):
-    return getattr(model, "encoder", model)
+    return _single_input(getattr(model, "encoder", model), model)
 
 
 def latent_dim_of(model):
