@@ -22,7 +22,7 @@ from vae_helpers.config import check_count
 from vae_helpers.data import check_images
 from vae_helpers.models import build_vae
 from vae_helpers.pretrained import load_pretrained
-from vae_helpers.training import TrainingDiverged, _warmup_schedule
+from vae_helpers.training import EpochDataset, TrainingDiverged, _warmup_schedule
 
 #: The betas of the shipped sweep: from 0.1 to collapse, with the book's implicit 0.784 / 2 and the later editions' 1 / 2.
 SWEEP_BETAS = (0.1, 0.25, 0.392, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 64.0)
@@ -61,7 +61,8 @@ def from_shipped(beta, kl_penalty=None, learning_rate=FINE_TUNE_LEARNING_RATE, s
 def fine_tune(vae, x, steps=200, batch_size=128, seed=0, warmup_steps=0, callbacks=(), verbose=0):
     """Train ``vae`` (from ``from_shipped``) for ``steps`` steps at its beta; return the Keras history (a dict).
 
-    The batches are ``steps * batch_size`` digits of ``x`` in an order fixed by ``seed``.
+    The batches are ``steps * batch_size`` digits of ``x`` chosen and shuffled by ``seed`` (fed as uint8 codes,
+    as ``training.train_vae`` feeds them).
     ``warmup_steps`` raise the KL's weight from near 0 to the model's beta over the first steps (a
     KL warm-up). The model keeps its weight beta afterwards, so ``vae.evaluate`` gives this run's
     objective. ``TrainingDiverged`` if the loss became NaN or infinite.
@@ -78,10 +79,11 @@ def fine_tune(vae, x, steps=200, batch_size=128, seed=0, warmup_steps=0, callbac
     schedule = _warmup_schedule(vae)
     schedule.start(warmup_steps, target=beta)
     schedule.set_epoch(0, steps, int(keras.ops.convert_to_numpy(vae.optimizer.iterations)))
-    order = np.random.default_rng(seed).permutation(len(x))[:steps * batch_size]
+    picked = np.sort(np.random.default_rng(seed).permutation(len(x))[:steps * batch_size])
+    batches = EpochDataset(x[picked], batch_size, seed)  # uint8 codes in TensorFlow: a quarter of float32's memory
+    batches.epoch = 0
     try:
-        history = vae.fit(x[order], batch_size=batch_size, epochs=1, shuffle=False, verbose=verbose,
-                          callbacks=list(callbacks)).history
+        history = vae.fit(batches.dataset, epochs=1, shuffle=False, verbose=verbose, callbacks=list(callbacks)).history
     finally:
         schedule.start(0)
     vae.vae_loss.kl_weight.assign(beta)
