@@ -26,15 +26,15 @@ import numbers
 import numpy as np
 
 from vae_helpers._tf import keras
-from vae_helpers.config import (DEFAULT_LEARNING_RATE, SCORE_BYTES_PER_PIXEL, check_count, check_memory,
+from vae_helpers.config import (SCORE_BYTES_PER_PIXEL, check_count, check_memory,
                                 memory_limit_bytes)
 from vae_helpers.data import check_images
 from vae_helpers.evaluation import classify_digits
 from vae_helpers.files import atomic_write
 from vae_helpers.latent import DECODE_BATCH_BYTES_PER_IMAGE, check_codes
 from vae_helpers.losses import VAELoss, kl_divergence, reconstruction_loss
-from vae_helpers.models import (DECODER_FILTERS, ENCODER_CONVOLUTIONS, ENCODER_HIDDEN_UNITS, IMAGE_SHAPE, Sampling,
-                                _relu_conv, load_vae_weights)
+from vae_helpers.models import (DECODER_FILTERS, ENCODER_CONVOLUTIONS, ENCODER_HIDDEN_UNITS, IMAGE_SHAPE, AdamByDefault,
+                                Sampling, _relu_conv, load_vae_weights)
 
 layers, ops = keras.layers, keras.ops
 N_CLASSES = 10  # MNIST's digits
@@ -181,7 +181,7 @@ def _is_pair(x):
 
 
 @keras.saving.register_keras_serializable(package="vae_helpers")
-class ConditionalVAE(keras.Model):
+class ConditionalVAE(AdamByDefault, keras.Model):
     """Encoder, sampler, decoder and loss layer of a conditional VAE, trained with ``fit((images, labels))``.
 
     The model's input is the pair ``(images, labels)``; like ``models.VAE`` it adds the negative
@@ -228,18 +228,6 @@ class ConditionalVAE(keras.Model):
         self.sampling.build([latent, latent])
         self.vae_loss.build((None, *self.image_shape))
         self.built = True
-
-    def compile(self, optimizer=None, **kwargs):
-        """Compile with Adam (learning rate 1e-3) unless another optimizer is given."""
-        if optimizer is None:
-            optimizer = keras.optimizers.Adam(learning_rate=DEFAULT_LEARNING_RATE)
-        super().compile(optimizer=optimizer, **kwargs)
-
-    def compile_from_config(self, config):
-        """Restore the compile settings saved in a ``.keras`` file (optimizer and its state)."""
-        self.compile(**keras.saving.deserialize_keras_object(config))
-        if self.built:
-            self.optimizer.build(self.trainable_variables)
 
     def _checked_pair(self, pair, name):
         images, labels = pair

@@ -82,8 +82,25 @@ class Sampling(keras.layers.Layer):
         return {**super().get_config(), "convention": self.convention, "seed": self.seed}
 
 
+class AdamByDefault:
+    """Mixed into the package's models: ``compile()`` with no optimizer means Adam at the default learning rate,
+    and a model reloaded from a ``.keras`` file gets its optimizer (and its state) back."""
+
+    def compile(self, optimizer=None, **kwargs):
+        """Compile with Adam (learning rate 1e-3) unless another optimizer is given."""
+        if optimizer is None:
+            optimizer = keras.optimizers.Adam(learning_rate=DEFAULT_LEARNING_RATE)
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def compile_from_config(self, config):
+        """Restore the compile settings saved in a ``.keras`` file (optimizer and its state)."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+
 @keras.saving.register_keras_serializable(package="vae_helpers")
-class VAE(keras.Model):
+class VAE(AdamByDefault, keras.Model):
     """Encoder, sampler, decoder and loss layer as one model that trains with ``compile()`` and ``fit(x)``.
 
     ``loss`` is a preset name from ``vae_helpers.losses.PRESETS`` ("elbo" or "book"). Each epoch
@@ -124,18 +141,6 @@ class VAE(keras.Model):
         self.sampling.build([latent, latent])
         self.vae_loss.build(input_shape)
         self.built = True
-
-    def compile(self, optimizer=None, **kwargs):
-        """Compile with Adam (learning rate 1e-3) unless another optimizer is given."""
-        if optimizer is None:
-            optimizer = keras.optimizers.Adam(learning_rate=DEFAULT_LEARNING_RATE)
-        super().compile(optimizer=optimizer, **kwargs)
-
-    def compile_from_config(self, config):
-        """Restore the compile settings saved in a ``.keras`` file (optimizer and its state)."""
-        self.compile(**keras.saving.deserialize_keras_object(config))
-        if self.built:
-            self.optimizer.build(self.trainable_variables)
 
     def fit(self, x=None, y=None, validation_data=None, **kwargs):
         """``keras.Model.fit`` that first checks image arrays (shape, range, NaN) with a clear error."""
