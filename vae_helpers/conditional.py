@@ -34,7 +34,7 @@ from vae_helpers.files import atomic_write
 from vae_helpers.latent import DECODE_BATCH_BYTES_PER_IMAGE, check_codes
 from vae_helpers.losses import VAELoss, kl_divergence, reconstruction_loss
 from vae_helpers.models import (DECODER_FILTERS, ENCODER_CONVOLUTIONS, ENCODER_HIDDEN_UNITS, IMAGE_SHAPE, AdamByDefault,
-                                Sampling, _relu_conv, load_vae_weights)
+                                Sampling, SavesEncoderDecoder, _relu_conv, load_vae_weights)
 
 layers, ops = keras.layers, keras.ops
 N_CLASSES = 10  # MNIST's digits
@@ -181,7 +181,7 @@ def _is_pair(x):
 
 
 @keras.saving.register_keras_serializable(package="vae_helpers")
-class ConditionalVAE(AdamByDefault, keras.Model):
+class ConditionalVAE(SavesEncoderDecoder, AdamByDefault, keras.Model):
     """Encoder, sampler, decoder and loss layer of a conditional VAE, trained with ``fit((images, labels))``.
 
     The model's input is the pair ``(images, labels)``; like ``models.VAE`` it adds the negative
@@ -254,20 +254,6 @@ class ConditionalVAE(AdamByDefault, keras.Model):
             self.compile()
         return super().fit(x, y, validation_data=validation_data, **kwargs)
 
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "encoder": keras.saving.serialize_keras_object(self.encoder),
-            "decoder": keras.saving.serialize_keras_object(self.decoder),
-            "seed": self.seed,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        encoder = keras.saving.deserialize_keras_object(config.pop("encoder"))
-        decoder = keras.saving.deserialize_keras_object(config.pop("decoder"))
-        return cls(encoder, decoder, **config)
 
 
 def build_conditional_vae(latent_dim=2, n_classes=N_CLASSES, seed=None, compile=True):

@@ -99,8 +99,32 @@ class AdamByDefault:
             self.optimizer.build(self.trainable_variables)
 
 
+class SavesEncoderDecoder:
+    """Mixed into the package's models: their config holds the encoder, the decoder and the seed (plus what
+    ``_extra_config`` adds), so that ``.keras`` files and ``from_config`` rebuild the same model."""
+
+    def _extra_config(self):
+        return {}
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "encoder": keras.saving.serialize_keras_object(self.encoder),
+            "decoder": keras.saving.serialize_keras_object(self.decoder),
+            **self._extra_config(),
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        encoder = keras.saving.deserialize_keras_object(config.pop("encoder"))
+        decoder = keras.saving.deserialize_keras_object(config.pop("decoder"))
+        return cls(encoder, decoder, **config)
+
+
 @keras.saving.register_keras_serializable(package="vae_helpers")
-class VAE(AdamByDefault, keras.Model):
+class VAE(SavesEncoderDecoder, AdamByDefault, keras.Model):
     """Encoder, sampler, decoder and loss layer as one model that trains with ``compile()`` and ``fit(x)``.
 
     ``loss`` is a preset name from ``vae_helpers.losses.PRESETS`` ("elbo" or "book"). Each epoch
@@ -154,21 +178,8 @@ class VAE(AdamByDefault, keras.Model):
             self.compile()
         return super().fit(x, y, validation_data=validation_data, **kwargs)
 
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "encoder": keras.saving.serialize_keras_object(self.encoder),
-            "decoder": keras.saving.serialize_keras_object(self.decoder),
-            "loss": self.preset.name,
-            "seed": self.seed,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        encoder = keras.saving.deserialize_keras_object(config.pop("encoder"))
-        decoder = keras.saving.deserialize_keras_object(config.pop("decoder"))
-        return cls(encoder, decoder, **config)
+    def _extra_config(self):
+        return {"loss": self.preset.name}
 
 
 def _check_compatible(encoder, decoder):
