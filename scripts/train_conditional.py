@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from vae_helpers import conditional, data, pretrained
-from vae_helpers._tf import keras, set_seed
+from vae_helpers._backend import keras, set_seed
 from vae_helpers.config import RECIPES, TrainSettings
 from vae_helpers.evaluation import classify_digits
 from vae_helpers.files import copy_file, sha256_of, write_json

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vae_helpers import checks, losses, models
-from vae_helpers._tf import keras, tf
+from vae_helpers._backend import keras, tf
 
 ops = keras.ops
 

@@ -144,7 +144,7 @@ def test_auto_falls_back_to_the_sample_with_one_message(monkeypatch, capsys):
 
 
 def test_keras_failure_becomes_a_data_error(monkeypatch):
-    from vae_helpers._tf import keras
+    from vae_helpers._backend import keras
 
     def refuse():
         raise OSError("Name or service not known")

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_helpers._tf import keras
+from vae_helpers._backend import BACKEND, keras
 from vae_helpers.config import check_count
 from vae_helpers.data import check_images
 from vae_helpers.models import build_vae
 from vae_helpers.pretrained import load_pretrained
-from vae_helpers.training import EpochDataset, TrainingDiverged, _warmup_schedule
+from vae_helpers.training import EpochBatches, EpochDataset, TrainingDiverged, start_warmup
 
 #: The betas of the shipped sweep: from 0.1 to collapse, with the book's implicit 0.784 / 2 and the later editions' 1 / 2.
 SWEEP_BETAS = (0.1, 0.25, 0.392, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 64.0)
@@ -76,16 +76,18 @@ def fine_tune(vae, x, steps=200, batch_size=128, seed=0, warmup_steps=0, callbac
         raise ValueError(f"{steps} steps of {batch_size} digits need {steps * batch_size:,} digits; x has {len(x):,}. "
                          "Use fewer steps or a smaller batch_size")
     beta = float(keras.ops.convert_to_numpy(vae.vae_loss.kl_weight))
-    schedule = _warmup_schedule(vae)
-    schedule.start(warmup_steps, target=beta)
-    schedule.set_epoch(0, steps, int(keras.ops.convert_to_numpy(vae.optimizer.iterations)))
+    start_warmup(vae, warmup_steps, target=beta).set_epoch(0, steps, vae.vae_loss.kl_weight)
     picked = np.sort(np.random.default_rng(seed).permutation(len(x))[:steps * batch_size])
-    batches = EpochDataset(x[picked], batch_size, seed)  # uint8 codes in TensorFlow: a quarter of float32's memory
-    batches.epoch = 0
+    if BACKEND == "tensorflow":
+        batches = EpochDataset(x[picked], batch_size, seed)  # uint8 codes in TensorFlow: a quarter of float32's memory
+        batches.epoch, data, steps_per_epoch = 0, batches.dataset, None
+    else:
+        data, steps_per_epoch = EpochBatches(x[picked], batch_size, seed), steps  # endless: fit counts the steps
     try:
-        history = vae.fit(batches.dataset, epochs=1, shuffle=False, verbose=verbose, callbacks=list(callbacks)).history
+        history = vae.fit(data, epochs=1, steps_per_epoch=steps_per_epoch, shuffle=False, verbose=verbose,
+                          callbacks=list(callbacks)).history
     finally:
-        schedule.start(0)
+        start_warmup(vae, 0)
     vae.vae_loss.kl_weight.assign(beta)
     if not np.all(np.isfinite(history["loss"])):
         raise TrainingDiverged(f"the loss became {history['loss'][-1]} at beta={beta:g}: lower the learning rate")

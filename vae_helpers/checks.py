@@ -22,7 +22,7 @@ import warnings
 
 import numpy as np
 
-from vae_helpers._tf import keras, tf
+from vae_helpers._backend import keras, tf
 from vae_helpers.evaluation import ACTIVE_THRESHOLD  # Burda et al. (2016): active when Var_x(E_q[z_j]) exceeds it
 
 SEED = 1234

@@ -25,7 +25,7 @@ import numbers
 
 import numpy as np
 
-from vae_helpers._tf import keras
+from vae_helpers._backend import keras
 from vae_helpers.config import (SCORE_BYTES_PER_PIXEL, check_count, check_memory,
                                 memory_limit_bytes)
 from vae_helpers.data import check_images
@@ -34,7 +34,7 @@ from vae_helpers.files import atomic_write
 from vae_helpers.latent import DECODE_BATCH_BYTES_PER_IMAGE, check_codes
 from vae_helpers.losses import VAELoss, kl_divergence, reconstruction_loss
 from vae_helpers.models import (DECODER_FILTERS, ENCODER_CONVOLUTIONS, ENCODER_HIDDEN_UNITS, IMAGE_SHAPE, AdamByDefault,
-                                Sampling, SavesEncoderDecoder, _relu_conv, load_vae_weights)
+                                Sampling, SavesEncoderDecoder, TracksLossTerms, _relu_conv, load_vae_weights)
 
 layers, ops = keras.layers, keras.ops
 N_CLASSES = 10  # MNIST's digits
@@ -181,7 +181,7 @@ def _is_pair(x):
 
 
 @keras.saving.register_keras_serializable(package="vae_helpers")
-class ConditionalVAE(SavesEncoderDecoder, AdamByDefault, keras.Model):
+class ConditionalVAE(SavesEncoderDecoder, AdamByDefault, TracksLossTerms, keras.Model):
     """Encoder, sampler, decoder and loss layer of a conditional VAE, trained with ``fit((images, labels))``.
 
     The model's input is the pair ``(images, labels)``; like ``models.VAE`` it adds the negative
@@ -214,9 +214,9 @@ class ConditionalVAE(SavesEncoderDecoder, AdamByDefault, keras.Model):
 
     def call(self, inputs, training=False):
         images, labels = inputs
-        if training and self.kl_warmup is not None and getattr(self, "optimizer", None) is not None:
+        if training and self.kl_warmup is not None and self.kl_warmup.steps:
             kl_weight = self.vae_loss.kl_weight
-            kl_weight.assign(self.kl_warmup(self.optimizer.iterations, kl_weight))
+            kl_weight.assign(self.kl_warmup(kl_weight))
         z_mean, z_log_var = self.encoder([images, labels], training=training)
         z = self.sampling([z_mean, z_log_var])
         x_decoded = self.decoder([z, labels], training=training)

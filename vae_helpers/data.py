@@ -97,7 +97,7 @@ def to_images(pixels):
 
 def load_keras_mnist():
     """Full MNIST through ``keras.datasets.mnist`` (downloads once to ``~/.keras/datasets``)."""
-    from vae_helpers._tf import keras
+    from vae_helpers._backend import keras
 
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(KERAS_TIMEOUT_S)

@@ -16,7 +16,7 @@ trained with the book's preset (sigma = exp(z_log_var)) is scored correctly too.
 import numpy as np
 from scipy.special import logsumexp
 
-from vae_helpers._tf import keras
+from vae_helpers._backend import keras
 from vae_helpers.config import SCORE_BYTES_PER_PIXEL, check_count, check_memory, memory_limit_bytes
 from vae_helpers.data import check_images
 from vae_helpers.latent import decode, encode

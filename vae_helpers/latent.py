@@ -2,7 +2,8 @@
 
 These functions take numpy arrays and return numpy arrays, so notebooks, widgets and tests can use
 them without thinking about tensors. ``decode`` skips ``Model.predict`` (which sets up a data
-pipeline on every call) and calls a compiled function directly, so a widget update stays fast.
+pipeline on every call) and calls a compiled function directly (``_backend.inference_function``), so
+a widget update stays fast.
 
 The code arithmetic (``lerp``, ``slerp`` and its variant ``slerp_linear_norm``, ``concept_vector``, ``apply_concept`` and friends) is
 pure numpy and vectorized: pass one code ``(latent_dim,)`` or a batch ``(n, latent_dim)``, and a
@@ -14,7 +15,7 @@ import weakref
 
 import numpy as np
 
-from vae_helpers._tf import keras, tf
+from vae_helpers._backend import inference_function, keras
 from vae_helpers.config import check_count, check_memory
 from vae_helpers.data import check_images
 
@@ -64,10 +65,7 @@ def check_codes(z, latent_dim, name="z"):
 def _compiled(decoder):
     fn = _COMPILED_DECODERS.get(decoder)
     if fn is None:
-        signature = [tf.TensorSpec([None, latent_dim_of(decoder)], tf.float32)]
-        decoder_ref = weakref.ref(decoder)  # a strong reference here would keep every decoder alive forever
-        fn = tf.function(lambda z: decoder_ref()(z, training=False), input_signature=signature, reduce_retracing=True)
-        _COMPILED_DECODERS[decoder] = fn
+        fn = _COMPILED_DECODERS[decoder] = inference_function(decoder)
     return fn
 
 
@@ -84,8 +82,7 @@ def decode(model, z, batch_size=1024):
     check_memory(2 * image_bytes * len(z) + DECODE_BATCH_BYTES_PER_IMAGE * min(batch_size, len(z)),
                  f"decoding {len(z):,} codes", "decode fewer codes at a time")
     fn = _compiled(decoder)
-    images = np.concatenate([fn(tf.constant(z[i:i + batch_size])).numpy()
-                             for i in range(0, len(z), batch_size)])
+    images = np.concatenate([fn(z[i:i + batch_size]) for i in range(0, len(z), batch_size)])
     return images[0] if single else images
 
 

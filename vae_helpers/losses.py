@@ -20,7 +20,7 @@ Two presets say how the model is trained:
 
 import numpy as np
 
-from vae_helpers._tf import keras
+from vae_helpers._backend import keras
 from vae_helpers.config import PRESETS, check_convention, get_preset  # noqa: F401  (re-exported)
 
 ops = keras.ops
@@ -116,48 +116,59 @@ def free_bits_kl(z_mean, z_log_var, free_bits):
 
 
 class KLWarmupSchedule:
-    """The KL weight of each training step, computed inside the compiled step from the optimizer's step counter.
+    """The KL weight of each training step, computed inside the compiled step from the weight of the step before.
 
-    Training step ``s`` of a warm-up over ``steps`` steps weighs the KL by ``target * min(1, (s + 1) / steps)``,
-    with ``s = iterations + offset``: ``offset`` (set once per epoch, ``set_epoch``) makes ``s`` count
-    from the first step of the run, whatever the optimizer counted before. The counter is part of the
-    optimizer's state, so a run restored from a checkpoint goes on with exactly the same weights. With
-    ``steps`` at 0 the loss layer's ``kl_weight`` is left as it is. Its variables belong to no layer:
-    weights files do not change.
+    A warm-up over ``steps`` training steps weighs step ``s`` of the run (counted from its first step)
+    by ``target * min(1, (s + 1) / steps)``. The loss layer's ``kl_weight`` holds the weight of the
+    step just taken and is the only state: the number of steps taken is ``round(kl_weight * steps /
+    target)``, so the next weight follows from it. The schedule needs no counter of its own and no
+    access to the optimizer's, which a layer's ``call`` does not have on JAX. At the start of each
+    epoch ``set_epoch`` sets ``kl_weight`` to the weight of the step before the epoch's first, so a run
+    resumed at any epoch goes on with exactly the same weights. ``steps`` and ``target`` are constants
+    of the compiled step: ``start`` says whether they changed, and the step must then be traced
+    again. With ``steps`` at 0 the loss layer's ``kl_weight`` is left as it is.
     """
 
     def __init__(self):
-        self.steps = keras.Variable(0.0, dtype="float64", trainable=False, name="kl_warmup_steps")
-        self.offset = keras.Variable(0.0, dtype="float64", trainable=False, name="kl_warmup_offset")
-        self.target = keras.Variable(1.0, dtype="float64", trainable=False, name="kl_warmup_target")
+        self.steps, self.target = 0.0, 1.0
 
     def start(self, steps, target=1.0):
-        """Warm up over ``steps`` training steps (0: no warm-up), to a KL weight of ``target`` (beta; 1 by default)."""
-        self.steps.assign(float(steps))
-        self.target.assign(float(target))
+        """Warm up over ``steps`` training steps (0: no warm-up) to a KL weight of ``target`` (beta; 1 by default).
 
-    def set_epoch(self, epoch, steps_per_epoch, iterations):
-        """Step ``epoch * steps_per_epoch`` of the run is the optimizer's step ``iterations``."""
-        self.offset.assign(float(epoch * steps_per_epoch - int(iterations)))
+        Returns whether the schedule changed (a training step traced before must be traced again).
+        """
+        steps, target = float(steps), float(target)
+        if steps and not target > 0.0:
+            raise ValueError(f"a KL warm-up needs a target weight above 0, got {target}")
+        changed = (steps, target) != (self.steps, self.target)
+        self.steps, self.target = steps, target
+        return changed
 
-    def __call__(self, iterations, kl_weight):
-        """The weight for the step the optimizer is about to take (float64 arithmetic, as in Python)."""
-        step = ops.cast(iterations, "float64") + self.offset + 1.0
-        ramp = ops.cast(self.target * ops.minimum(1.0, step / ops.maximum(self.steps, 1.0)), kl_weight.dtype)
-        return ops.where(self.steps > 0.0, ramp, kl_weight)
+    def set_epoch(self, epoch, steps_per_epoch, kl_weight):
+        """Before epoch ``epoch``: set ``kl_weight`` to the weight of the step before the epoch's first."""
+        if self.steps:
+            kl_weight.assign(self.target * min(1.0, epoch * steps_per_epoch / self.steps))
+
+    def __call__(self, kl_weight):
+        """The weight for the step about to be taken, from ``kl_weight``, the weight of the step before."""
+        taken = ops.round(kl_weight * (self.steps / self.target))
+        return ops.cast(self.target * ops.minimum(1.0, (taken + 1.0) / self.steps), kl_weight.dtype)
 
 
 @keras.saving.register_keras_serializable(package="vae_helpers")
 class VAELoss(keras.layers.Layer):
     """The custom loss layer: adds the VAE objective with ``add_loss`` and passes the images on.
 
-    It also tracks ``reconstruction_loss`` and ``kl_loss`` in nats per image (the KL of the
-    posterior the sampler really uses), so both presets report comparable, honest numbers. Its
-    ``kl_weight`` (1 by default) multiplies the KL part of the objective; KL warm-up raises it from
-    0 to 1 during the first epochs (``training.train_vae(kl_warmup=...)``), and notebook 6 sets it to
-    beta. ``kl_penalty``, a function ``(z_mean, z_log_var) -> one number for the batch``, replaces the
-    batch's mean KL in the objective (free bits in notebook 6); it is code, so it is not saved with
-    the model's config: a reloaded model trains with the plain KL unless it is given again.
+    Its ``kl_weight`` (1 by default) multiplies the KL part of the objective; KL warm-up raises it
+    from 0 to 1 during the first epochs (``training.train_vae(kl_warmup=...)``), and notebook 6 sets
+    it to beta. ``kl_penalty``, a function ``(z_mean, z_log_var) -> one number for the batch``,
+    replaces the batch's mean KL in the objective (free bits in notebook 6); it is code, so it is not
+    saved with the model's config: a reloaded model trains with the plain KL unless it is given again.
+
+    Each call also leaves its per-image terms in ``terms``: ``reconstruction_loss`` and ``kl_loss``
+    in nats (the KL of the posterior the sampler really uses, so both presets report comparable,
+    honest numbers). The model's ``compute_loss`` reads them into its trackers: a metric updated
+    inside a layer's ``call`` fails on the JAX backend, where ``call`` runs without state.
     """
 
     def __init__(self, preset="elbo", kl_penalty=None, **kwargs):
@@ -168,11 +179,10 @@ class VAELoss(keras.layers.Layer):
                              f"got {kl_penalty!r} with the {self.preset.name!r} preset")
         self.kl_penalty = kl_penalty
         self.kl_weight = self.add_weight(shape=(), initializer="ones", trainable=False, name="kl_weight")
-        self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
-        self.kl_tracker = keras.metrics.Mean(name="kl_loss")
+        self.terms = None
 
     def call(self, x, x_decoded, z_mean, z_log_var):
-        # Each term is computed once and serves both the objective and the trackers.
+        # Each term is computed once and serves both the objective and the model's trackers.
         pixels = pixel_cross_entropy(x, x_decoded)
         reconstruction = ops.sum(pixels, axis=-1)
         kl = kl_divergence(z_mean, posterior_log_var(z_log_var, self.preset.sampling))
@@ -184,8 +194,7 @@ class VAELoss(keras.layers.Layer):
             self.add_loss(ops.mean(fit_term + self.kl_weight * kl_term))
         else:  # a batch-level penalty in place of the KL (free bits, say); the trackers still report the KL itself
             self.add_loss(ops.mean(fit_term) + self.kl_weight * self.kl_penalty(z_mean, z_log_var))
-        self.reconstruction_tracker.update_state(reconstruction)
-        self.kl_tracker.update_state(kl)
+        self.terms = {"reconstruction_loss": reconstruction, "kl_loss": kl}
         return x_decoded
 
     def get_config(self):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_helpers._tf import keras
+from vae_helpers._backend import keras
 from vae_helpers.config import DEFAULT_LEARNING_RATE, check_convention, check_count, get_preset
 from vae_helpers.data import check_images
 from vae_helpers.files import atomic_write, read_error
@@ -123,8 +123,31 @@ class SavesEncoderDecoder:
         return cls(encoder, decoder, **config)
 
 
+class TracksLossTerms:
+    """Mixed into the package's models: ``reconstruction_loss`` and ``kl_loss`` trackers that live on the model.
+
+    The loss layer (``self.vae_loss``) leaves each batch's per-image terms in its ``terms``;
+    ``compute_loss``, which every backend's training and test step calls right after the forward
+    pass, adds them to the trackers. (Updating a metric inside a layer's ``call`` fails on JAX.)
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
+        self.kl_tracker = keras.metrics.Mean(name="kl_loss")
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """Keras' loss (here the loss layer's ``add_loss``), and the loss layer's terms into the trackers."""
+        loss = super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+        terms = self.vae_loss.terms
+        if terms is not None:
+            self.reconstruction_tracker.update_state(terms["reconstruction_loss"])
+            self.kl_tracker.update_state(terms["kl_loss"])
+        return loss
+
+
 @keras.saving.register_keras_serializable(package="vae_helpers")
-class VAE(SavesEncoderDecoder, AdamByDefault, keras.Model):
+class VAE(SavesEncoderDecoder, AdamByDefault, TracksLossTerms, keras.Model):
     """Encoder, sampler, decoder and loss layer as one model that trains with ``compile()`` and ``fit(x)``.
 
     ``loss`` is a preset name from ``vae_helpers.losses.PRESETS`` ("elbo" or "book"). Each epoch
@@ -152,9 +175,9 @@ class VAE(SavesEncoderDecoder, AdamByDefault, keras.Model):
         return tuple(self.encoder.input_shape[1:])
 
     def call(self, x, training=False):
-        if training and self.kl_warmup is not None and getattr(self, "optimizer", None) is not None:
+        if training and self.kl_warmup is not None and self.kl_warmup.steps:
             kl_weight = self.vae_loss.kl_weight
-            kl_weight.assign(self.kl_warmup(self.optimizer.iterations, kl_weight))
+            kl_weight.assign(self.kl_warmup(kl_weight))
         z_mean, z_log_var = self.encoder(x, training=training)
         z = self.sampling([z_mean, z_log_var])
         x_decoded = self.decoder(z, training=training)

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_helpers._tf import keras, set_seed, tf
+from vae_helpers._backend import BACKEND, backend_version, keras, set_seed, tf
 from vae_helpers.conditional import check_labels
 from vae_helpers.conditional import elbo as conditional_elbo
 from vae_helpers.config import TrainSettings, check_count, check_memory, training_memory
@@ -75,12 +75,15 @@ class EpochBatches(keras.utils.PyDataset):
     Batch ``i`` of a ``fit`` call belongs to epoch ``first_epoch + i // steps`` and follows
     ``epoch_order``, so Keras' prefetching can never mix up the orders of two epochs. With
     ``targets=True`` each batch is an (input, target) pair of the same images, for a plain
-    autoencoder: ``fit(x, x)`` would copy both arrays into TensorFlow first.
+    autoencoder: ``fit(x, x)`` would copy both arrays into the backend first. With ``labels``
+    each batch is a conditional VAE's input, (images, labels). ``train_vae`` reads its batches from
+    here on the JAX and PyTorch backends (``EpochDataset`` needs TensorFlow).
     """
 
-    def __init__(self, images, batch_size, seed, targets=False):
+    def __init__(self, images, batch_size, seed, targets=False, labels=None):
         super().__init__()
         self.images, self.batch_size, self.seed, self.targets = images, batch_size, seed, targets
+        self.labels = None if labels is None else np.asarray(labels, dtype=np.int32)
         self.steps = -(-len(images) // batch_size)
         self.first_epoch = 0
         self._order = (None, None)
@@ -94,7 +97,10 @@ class EpochBatches(keras.utils.PyDataset):
         epoch += self.first_epoch
         if self._order[0] != epoch:
             self._order = (epoch, epoch_order(len(self.images), self.seed, epoch))
-        batch = self.images[self._order[1][step * self.batch_size:(step + 1) * self.batch_size]]
+        index = self._order[1][step * self.batch_size:(step + 1) * self.batch_size]
+        batch = self.images[index]
+        if self.labels is not None:  # a conditional VAE's input is the pair (images, labels)
+            return ((batch, self.labels[index]),)
         return (batch, batch) if self.targets else batch
 
 
@@ -155,10 +161,10 @@ class EpochSeeds(keras.callbacks.Callback):
             self.batches.epoch = epoch
         elif not self._started:
             self.batches.first_epoch, self._started = epoch, True
-        state = np.array([self.seed * 100003 + epoch, 0], dtype=np.int64)
+        state = np.array([self.seed * 100003 + epoch, 0], dtype=self.model.sampling.seed_generator.state.dtype)
         self.model.sampling.seed_generator.state.assign(state)
         if self.kl_warmup is not None:
-            self.kl_warmup.set_epoch(epoch, self.batches.steps, self.model.optimizer.iterations.numpy())
+            self.kl_warmup.set_epoch(epoch, self.batches.steps, self.model.vae_loss.kl_weight)
 
 
 class ValidationELBO(keras.callbacks.Callback):
@@ -325,16 +331,22 @@ def _set_steps_per_execution(model, steps):
     """Run ``steps`` training steps per call of the compiled step; the steps are traced again only when it changes.
 
     ``predict`` and ``evaluate`` read the same setting, so their traced steps are dropped as well.
+    Keras' PyTorch backend runs one step per call, always.
     """
+    steps = 1 if BACKEND == "torch" else steps
     if model.steps_per_execution != steps:
         model.steps_per_execution = steps
         model.train_function = model.test_function = model.predict_function = None
 
 
-def _warmup_schedule(vae):
-    """The VAE's in-graph KL warm-up schedule, made once per model; a step traced before it existed is traced again."""
+def start_warmup(vae, steps, target=1.0):
+    """Give ``vae`` an in-graph KL warm-up over ``steps`` training steps to ``target`` (0 steps: none); return it.
+
+    The schedule is made once per model; a training step traced under another schedule is traced again.
+    """
     if getattr(vae, "kl_warmup", None) is None:
         vae.kl_warmup = KLWarmupSchedule()
+    if vae.kl_warmup.start(steps, target):
         vae.train_function = None
     return vae.kl_warmup
 
@@ -370,9 +382,13 @@ def train_vae(vae, x_train, epochs, batch_size=16, x_val=None, seed=0, progress=
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(checkpoint_dir or scratch)
         folder.mkdir(parents=True, exist_ok=True)
-        batches = EpochDataset(x_train, batch_size, seed, labels)
-        schedule = _warmup_schedule(vae)
-        schedule.start(kl_warmup * batches.steps)
+        if BACKEND == "tensorflow":
+            batches = EpochDataset(x_train, batch_size, seed, labels)
+            data, steps_per_epoch = batches.dataset, None
+        else:
+            batches = EpochBatches(x_train, batch_size, seed, labels=labels)
+            data, steps_per_epoch = batches, batches.steps
+        schedule = start_warmup(vae, kl_warmup * batches.steps)
         _set_steps_per_execution(vae, 1 if needs_every_batch(callbacks) else min(STEPS_PER_EXECUTION, batches.steps))
         own = [StopOnDivergence(), EpochSeeds(batches, seed, schedule)]  # the divergence check first
         if x_val is not None:
@@ -384,10 +400,10 @@ def train_vae(vae, x_train, epochs, batch_size=16, x_val=None, seed=0, progress=
         if progress == "epoch":
             own.append(EpochLine())
         try:
-            vae.fit(batches.dataset, epochs=epochs, shuffle=False, verbose=int(progress == "bar"),
-                    callbacks=own + callbacks)
+            vae.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch, shuffle=False,
+                    verbose=int(progress == "bar"), callbacks=own + callbacks)
         finally:
-            schedule.start(0)  # the model is used, and trained elsewhere, at its kl_weight
+            start_warmup(vae, 0)  # the model is used, and trained elsewhere, at its kl_weight
         history = read_history(folder / HISTORY_FILE)
         if not np.all(np.isfinite(history.get("loss", [np.nan]))):
             raise TrainingDiverged(f"the loss became {history.get('loss', [np.nan])[-1]} in epoch "
@@ -452,7 +468,7 @@ def split_validation(x, fraction, seed):
 
 def versions():
     """Library versions, recorded with every run."""
-    return {"python": platform.python_version(), "tensorflow": tf.__version__,
+    return {"python": platform.python_version(), "backend": BACKEND, BACKEND: backend_version(),
             "keras": keras.__version__, "numpy": np.__version__}
 
 
