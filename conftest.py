@@ -10,12 +10,31 @@ import os
 import tempfile
 from pathlib import Path
 
+import pytest
+
 os.environ.setdefault("VAE_HELPERS_QUICK", "1")
 os.environ.setdefault("VAE_HELPERS_DATA", "sample")
 os.environ.setdefault("VAE_HELPERS_RUNS", os.path.join(tempfile.gettempdir(), "vae-helpers-test-runs"))
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 collect_ignore = ["notebooks/exercises"]  # learner versions: their check cells fail by design (tests/test_exercises.py)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "backends(*names): run only on these Keras backends (the others skip, saying why)")
+
+
+def pytest_collection_modifyitems(config, items):
+    marked = [item for item in items if item.get_closest_marker("backends")]
+    if not marked:
+        return
+    from vae_helpers import BACKEND  # noqa: PLC0415  (imports Keras: only when a test is marked)
+
+    for item in marked:
+        names = item.get_closest_marker("backends").args
+        if BACKEND not in names:
+            item.add_marker(pytest.mark.skip(reason=f"runs on the {' and '.join(names)} backend(s) only; "
+                                                    f"this is {BACKEND}"))
 
 
 def pytest_addoption(parser):
@@ -27,6 +46,9 @@ def pytest_addoption(parser):
                     help="fail, instead of skipping, the tests that need full MNIST when --mnist-dir has none")
     group.addoption("--require-browser", action="store_true",
                     help="fail, instead of skipping, the browser test when Chromium or Playwright is missing")
+    group.addoption("--require-backends", default="",
+                    help="comma-separated Keras backends (tensorflow, jax, torch) whose cross-backend tests must run: "
+                         "fail, instead of skipping, when one is not installed")
     group.addoption("--chromium", default=None, help="Chromium executable for the browser test (default: search)")
     group.addoption("--artifacts", default=None, help="folder for the browser test's screenshots "
                                                       "(default: pytest's temporary folder)")

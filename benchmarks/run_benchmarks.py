@@ -10,7 +10,8 @@ Sections: ``machine``; ``throughput`` (images per second and per CPU-second, the
 (time for the book's recipe and for several package recipes to reach the book's 10-epoch test
 ELBO; ``--recipes`` picks some); ``diagnose`` (the recipes whose curves need explaining, with their
 KL, active units and dead ReLUs); ``manifold`` (the book's 225 ``predict`` calls against one batched decode); ``decode`` (a
-widget's single-code decode). Without ``--mnist`` the data comes from ``load_mnist("auto")``.
+widget's single-code decode); ``backends`` (``train_vae`` at batch 16 and 128 on TensorFlow, JAX and
+PyTorch, each from its own environment with ``--backend-python``). Without ``--mnist`` the data comes from ``load_mnist("auto")``.
 
 Both sides train in fresh subprocesses (the book's code needs graph-mode tf_keras, which cannot
 share a process with Keras 3), alternating where they are compared, and every measurement carries
@@ -31,7 +32,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-SECTIONS = ("machine", "throughput", "quality", "diagnose", "manifold", "decode")
+SECTIONS = ("machine", "throughput", "quality", "diagnose", "manifold", "decode", "backends")
+BACKENDS = ("tensorflow", "jax", "torch")
 #: Package recipes for the time-to-quality race: name -> package_worker.py arguments.
 RECIPES = {
     "default (batch 16, Adam 1e-3)": [],
@@ -44,19 +46,21 @@ RECIPES = {
 #: Recipes whose curves need explaining (section "diagnose"): trained for a few epochs, logging KL and active units.
 DIAGNOSED = ("batch 128, Adam 3e-3", "batch 16, KL warm-up over 1 epoch")
 PLANS = {"full": {"images": 12_800, "repeats": 2, "book_epochs": 10, "max_epochs": 10, "decodes": 2000, "rounds": 5,
-                  "diagnose_epochs": 2},
+                  "diagnose_epochs": 2, "backend_images": 3_200},
          "quick": {"images": 1_600, "repeats": 1, "book_epochs": 1, "max_epochs": 1, "decodes": 100, "rounds": 1,
-                   "train": 3_200, "test": 500, "diagnose_epochs": 1}}
+                   "train": 3_200, "test": 500, "diagnose_epochs": 1, "backend_images": 512}}
 
 
 def log(message):
     print(f"[{time.strftime('%H:%M:%S')} load {os.getloadavg()[0]:.1f}] {message}", flush=True)
 
 
-def worker(script, *args, legacy=False):
-    """Run a benchmark worker in a fresh Python; return the JSON it prints last."""
+def worker(script, *args, legacy=False, backend=None, python=None):
+    """Run a benchmark worker in a fresh Python (on Keras' ``backend``, if given); return the JSON it prints last."""
     env = {**os.environ, "TF_USE_LEGACY_KERAS": "1"} if legacy else dict(os.environ)
-    result = subprocess.run([sys.executable, str(HERE / script), *map(str, args)], env=env, text=True,
+    if backend:
+        env["KERAS_BACKEND"] = backend
+    result = subprocess.run([python or sys.executable, str(HERE / script), *map(str, args)], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=None, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -92,6 +96,30 @@ def throughput(files, plan):
                                 "--images", plan["images"], "--repeats", 1)
             runs[side] += result["runs"]
     return runs
+
+
+def backends(files, plan, pythons):
+    """``train_vae`` at batch 16 and 128 on each Keras backend, round-robin (then reversed), the same images."""
+    runs = {name: [] for name in pythons}
+    for repeat in range(plan["repeats"]):
+        for name in list(pythons) if repeat % 2 == 0 else list(pythons)[::-1]:
+            log(f"backends: {name}, repeat {repeat + 1}")
+            result = worker("package_worker.py", "--task", "throughput", "--data", files["train"], "--batch-sizes",
+                            "16,128", "--images", plan["backend_images"], "--repeats", 1, backend=name,
+                            python=pythons[name])
+            runs[name] += result["runs"]
+    return {"runs": runs, "pythons": pythons}
+
+
+def backend_pythons(spec):
+    """{backend: interpreter} from ``--backend-python jax=PATH,torch=PATH``; this Python for the others."""
+    pythons = dict.fromkeys(BACKENDS, sys.executable)
+    for item in filter(None, (spec or "").split(",")):
+        name, _, path = item.partition("=")
+        if name not in BACKENDS or not path:
+            sys.exit(f"run_benchmarks: --backend-python takes backend=PATH pairs of {BACKENDS}, got {item!r}")
+        pythons[name] = path
+    return pythons
 
 
 def score_book_epochs(book, x_test, n_samples):
@@ -201,6 +229,9 @@ def main(argv=None):
                         help="quality: train the package recipes at the same time as the book (for a shared machine)")
     parser.add_argument("--recipes", default=None,
                         help=f"quality: comma-separated numbers (1-based) of the recipes to race, of {list(RECIPES)}")
+    parser.add_argument("--backend-python", default=None,
+                        help="backends: the Python of each backend's environment, e.g. jax=.venv-jax/bin/python,"
+                             "torch=.venv-torch/bin/python (default: this Python for all three)")
     args = parser.parse_args(argv)
     sections = args.only.split(",")
     unknown = sorted(set(sections) - set(SECTIONS))
@@ -227,7 +258,8 @@ def main(argv=None):
         jobs = {"machine": machine, "throughput": lambda: throughput(files, plan),
                 "quality": lambda: quality(files, plan, x_test, folder, recipes, args.together),
                 "diagnose": lambda: diagnose(files, plan),
-                "manifold": lambda: manifold(files, plan), "decode": lambda: decode_latency(plan)}
+                "manifold": lambda: manifold(files, plan), "decode": lambda: decode_latency(plan),
+                "backends": lambda: backends(files, plan, backend_pythons(args.backend_python))}
         for section in sections:
             result = {"section": section, "data": {"train": len(x_train), "test": len(x_test)}, **{"result": jobs[section]()}}
             (RESULTS / f"{prefix}{section}.json").write_text(json.dumps(result, indent=1) + "\n")

@@ -197,6 +197,24 @@ def test_resume_on_other_data_of_the_same_size_is_refused_naming_both_digests(ru
     assert snapshot(run) == before
 
 
+def test_resume_on_another_backend_is_refused_naming_both(run):
+    saved = record(run)
+    other = next(name for name in ("jax", "torch") if name != training.BACKEND)
+    saved["versions"] = {**saved["versions"], "backend": other}  # as if trained under KERAS_BACKEND=other
+    files.write_json(run / training.RECORD_FILE, saved)
+    before = snapshot(run)
+    with pytest.raises(training.RunFolderError, match=f"trained on Keras' {other} backend and this Python runs on "
+                                                      f"{training.BACKEND}.*KERAS_BACKEND={other}"):
+        resume(run, epochs=3)
+    assert snapshot(run) == before
+
+
+def test_the_record_names_the_backend_and_its_version(run):
+    versions = record(run)["versions"]
+    assert versions["backend"] == training.BACKEND == training.keras.backend.backend()
+    assert versions[training.BACKEND] == __import__(training.BACKEND).__version__
+
+
 @pytest.mark.parametrize("flag, value", [("latent_dim", 16), ("data", "sample"), ("loss", "book"), ("batch_size", 32),
                                          ("seed", 4), ("learning_rate", 0.01), ("kl_warmup", 1.0)])
 def test_flags_that_cannot_change_on_resume_are_refused_by_name(run, flag, value):

@@ -161,6 +161,7 @@ def test_epoch_batches_follow_the_epoch_order_across_epochs():
     assert not np.array_equal(training.epoch_order(10, 3, 2), training.epoch_order(10, 3, 3))
 
 
+@pytest.mark.backends("tensorflow")  # a tf.data pipeline
 @pytest.mark.parametrize("scale", [1.0, 0.5])  # images made from bytes (held as uint8 codes), and not (floats)
 def test_epoch_dataset_gives_each_epochs_order_bit_for_bit(small_images, scale):
     x = small_images[0][:50] * np.float32(scale)
@@ -184,6 +185,7 @@ class EveryBatch(keras.callbacks.Callback):
         self.batches += 1
 
 
+@pytest.mark.backends("tensorflow", "jax")  # Keras' PyTorch backend runs one step per call
 def test_steps_per_execution_changes_no_weight(small_images):
     """13 steps per call, or one per call when a callback asks for every batch: the same weights, warm-up included."""
     x, *_ = small_images  # 200 images: 13 steps per epoch

@@ -2,8 +2,8 @@
 
 Keras reads its backend from ``KERAS_BACKEND`` (or ``~/.keras/keras.json``) when it is first
 imported, so the choice is made before start-up: ``KERAS_BACKEND=jax jupyter lab``, or ``%env
-KERAS_BACKEND=torch`` in a notebook's first cell. TensorFlow is the default, and it is imported
-only when it is the backend (``tf`` is then the module, otherwise ``None``).
+KERAS_BACKEND=torch`` in a notebook's first cell. TensorFlow is the default. No code of this package
+uses TensorFlow unless it is the backend (``tf`` is then the module, otherwise ``None``).
 
 TensorFlow writes its oneDNN and CPU-feature notices straight to the process's stderr (file
 descriptor 2) before Python's logging exists, so neither ``warnings`` nor ``logging`` can hide
@@ -13,6 +13,7 @@ before the import to see its messages.
 """
 
 import importlib
+import importlib.util
 import os
 import random
 import sys
@@ -27,6 +28,12 @@ _VERBOSE = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3") != "3"  # the user asked 
 
 
 def _import_quietly():
+    """Import Keras (and TensorFlow, when it is installed: see below) with descriptor 2 pointed at /dev/null.
+
+    On JAX and PyTorch, Keras itself imports an installed TensorFlow the first time it serializes a
+    layer (saving, loading, copying a model), so TensorFlow is imported here too, quietly, rather than
+    later with its log lines. Without TensorFlow installed, nothing imports it.
+    """
     if _VERBOSE or "keras" in sys.modules:
         import keras
         return keras
@@ -37,6 +44,8 @@ def _import_quietly():
     os.dup2(devnull, 2)
     try:
         import keras
+        if importlib.util.find_spec("tensorflow") is not None:
+            import tensorflow  # noqa: F401
     finally:
         sys.stderr.flush()
         os.dup2(saved, 2)
@@ -96,3 +105,32 @@ def inference_function(model):
         return [t.numpy() for t in outputs] if isinstance(outputs, (list, tuple)) else outputs.numpy()
 
     return call
+
+
+def value_and_gradients(fn, *arrays):
+    """``fn(*inputs)`` and the gradient of its sum with respect to each input, as NumPy, on the current backend.
+
+    ``arrays`` become float32 tensors; each gradient is None (TensorFlow, PyTorch) or zeros (JAX)
+    where no gradient flows. Eager: for a look at a gradient, not for training.
+    """
+    arrays = [np.asarray(a, np.float32) for a in arrays]
+    if BACKEND == "tensorflow":
+        inputs = [tf.constant(a) for a in arrays]
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            value = fn(*inputs)
+            total = tf.reduce_sum(value)
+        grads = tape.gradient(total, inputs)
+    elif BACKEND == "jax":
+        jax = importlib.import_module("jax")
+        value, pullback = jax.vjp(fn, *map(jax.numpy.asarray, arrays))
+        grads = pullback(jax.numpy.ones_like(value))
+    else:
+        torch = importlib.import_module("torch")
+        inputs = [torch.tensor(a, requires_grad=True) for a in arrays]
+        value = fn(*inputs)
+        value.sum().backward()
+        grads = [x.grad for x in inputs]
+        value = value.detach()
+    to_numpy = keras.ops.convert_to_numpy
+    return to_numpy(value), [None if g is None else to_numpy(g) for g in grads]

@@ -15,11 +15,11 @@ import weakref
 
 import numpy as np
 
-from vae_helpers._backend import inference_function, keras
+from vae_helpers._backend import inference_function
 from vae_helpers.config import check_count, check_memory
 from vae_helpers.data import check_images
 
-_COMPILED_DECODERS = weakref.WeakKeyDictionary()
+_COMPILED = weakref.WeakKeyDictionary()  # network -> its compiled inference function
 #: Decoder activations per image of a batch (the transposed convolution's 28x28x32 map and its neighbours)
 DECODE_BATCH_BYTES_PER_IMAGE = 150_000
 
@@ -62,10 +62,10 @@ def check_codes(z, latent_dim, name="z"):
     return z, single
 
 
-def _compiled(decoder):
-    fn = _COMPILED_DECODERS.get(decoder)
+def _compiled(network):
+    fn = _COMPILED.get(network)
     if fn is None:
-        fn = _COMPILED_DECODERS[decoder] = inference_function(decoder)
+        fn = _COMPILED[network] = inference_function(network)
     return fn
 
 
@@ -93,16 +93,17 @@ def encode(model, x, batch_size=500, return_log_var=False):
     """
     encoder = _encoder_of(model)
     x = check_images(x, "x", tuple(encoder.input_shape[1:]))
+    if return_log_var and len(encoder.outputs) < 2:
+        raise ValueError("this encoder has no z_log_var output (it is a plain autoencoder's)")
+    fn = _compiled(encoder)
     means, log_vars = [], []
     for start in range(0, len(x), batch_size):
-        outputs = encoder(x[start:start + batch_size], training=False)
+        outputs = fn(x[start:start + batch_size])
         if not isinstance(outputs, (list, tuple)):
-            if return_log_var:
-                raise ValueError("this encoder has no z_log_var output (it is a plain autoencoder's)")
             outputs = (outputs,)
-        means.append(keras.ops.convert_to_numpy(outputs[0]))
+        means.append(outputs[0])
         if return_log_var:
-            log_vars.append(keras.ops.convert_to_numpy(outputs[1]))
+            log_vars.append(outputs[1])
     z_mean = np.concatenate(means)
     return (z_mean, np.concatenate(log_vars)) if return_log_var else z_mean
 

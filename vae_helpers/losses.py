@@ -79,12 +79,14 @@ def kl_divergence(z_mean, z_log_var):
     mean_shape, log_var_shape = (tuple(getattr(t, "shape", None) or np.shape(t)) for t in (z_mean, z_log_var))
     if mean_shape != log_var_shape:
         raise ValueError(f"z_mean and z_log_var must have the same shape, got {mean_shape} and {log_var_shape}")
-    z_mean, z_log_var = _as_float(z_mean, "z_mean"), _as_float(z_log_var, "z_log_var")
+    z_mean, z_log_var = (ops.convert_to_tensor(_as_float(t, name)) for t, name in ((z_mean, "z_mean"),
+                                                                                 (z_log_var, "z_log_var")))
     return 0.5 * ops.sum(ops.exp(z_log_var) + ops.square(z_mean) - 1.0 - z_log_var, axis=-1)
 
 
 def book_kl_term(z_mean, z_log_var):
     """The 1st edition's KL part, per example: ``-5e-4 * mean(1 + z_log_var - z_mean**2 - exp(z_log_var))``."""
+    z_mean, z_log_var = ops.convert_to_tensor(z_mean), ops.convert_to_tensor(z_log_var)
     return -BOOK_KL_WEIGHT * ops.mean(1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1)
 
 

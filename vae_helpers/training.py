@@ -609,6 +609,17 @@ def _check_data(settings, splits):
     return x_fit, x_val
 
 
+def _check_same_backend(out, saved):
+    """RunFolderError unless this process runs on the Keras backend the run was trained on (records before the
+    backend was recorded are TensorFlow's): the same batches and noise give the same weights only there."""
+    versions_saved = saved.get("versions") if isinstance(saved.get("versions"), dict) else {}
+    recorded = versions_saved.get("backend", "tensorflow")
+    if recorded != BACKEND:
+        raise RunFolderError(f"{out}: this run was trained on Keras' {recorded} backend and this Python runs on "
+                             f"{BACKEND}; a run resumes exactly only on its own backend. Resume it with "
+                             f"KERAS_BACKEND={recorded} set before Python starts, or start a new run with another --out")
+
+
 def _check_same_data(out, saved, sizes, digest, settings):
     """RunFolderError unless the data of a resumed run is the data it was trained on (SHA-256, or sizes in old records)."""
     recorded = saved.get("data_sha256")
@@ -698,6 +709,7 @@ def train_run(out, settings=None, force=False, resume=False, progress="bar", det
     saved = read_record(out) if resume and not force else None
     _check_folder(out, force, resume)
     if resume:
+        _check_same_backend(out, saved)
         read_history(out / CHECKPOINT_DIR / HISTORY_FILE)  # a damaged history is refused before anything is written
         done, backup, previous = find_backup(out)
         settings = resume_settings(out, saved["settings"], settings, done)
