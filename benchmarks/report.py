@@ -57,6 +57,23 @@ def step_cost_fit(runs):
     return table(["time", "a (ms per image)", "c (ms per step)", "ms per step by batch size"], rows)
 
 
+def backends_table(result):
+    """``train_vae`` on each Keras backend at batch 16 and 128: images per second and per CPU-second, x TensorFlow."""
+    runs = result["runs"]
+    rate = {(name, size, key): statistics.median(r[key] for r in group if r["batch_size"] == size)
+            for name, group in runs.items() for size in (16, 128) for key in ("images_per_s", "images_per_cpu_s")}
+    rows = []
+    for name, group in runs.items():
+        for size in (16, 128):
+            wall, cpu = rate[name, size, "images_per_s"], rate[name, size, "images_per_cpu_s"]
+            loads = [r["loadavg_1m"] for r in group if r["batch_size"] == size]
+            rows.append([name, size, f"{1000 * size / wall:.0f}", f"{wall:.0f}", f"{cpu:.0f}",
+                         f"{cpu / rate['tensorflow', size, 'images_per_cpu_s']:.2f}", f"{60_000 / cpu:.0f}",
+                         f"{min(loads):.1f}-{max(loads):.1f}"])
+    return table(["backend", "batch", "ms per step", "images/s", "images per CPU-s", "x TensorFlow (CPU)",
+                  "CPU-s per 60k epoch", "load (1 min)"], rows)
+
+
 def diagnose_table(result):
     """Per score of each diagnosed recipe: test ELBO, the KL of its training batches, active units, dead ReLUs."""
     rows = []
@@ -146,6 +163,8 @@ def main():
     if (runs := load(prefix, "throughput")) is not None:
         print("### Training throughput\n\n" + throughput_table(runs) + "\n")
         print("Per-step cost of train_vae, fitted to t(B) = a * B + c:\n\n" + step_cost_fit(runs) + "\n")
+    if (result := load(prefix, "backends")) is not None:
+        print("### Keras backends\n\n" + backends_table(result) + "\n")
     if (result := load(prefix, "quality")) is not None:
         print("### Time to the book's test ELBO\n\n" + quality_tables(result) + "\n")
         quality_figure(result, RESULTS / f"{prefix}quality_mnist.png")

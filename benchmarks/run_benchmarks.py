@@ -46,7 +46,7 @@ RECIPES = {
 #: Recipes whose curves need explaining (section "diagnose"): trained for a few epochs, logging KL and active units.
 DIAGNOSED = ("batch 128, Adam 3e-3", "batch 16, KL warm-up over 1 epoch")
 PLANS = {"full": {"images": 12_800, "repeats": 2, "book_epochs": 10, "max_epochs": 10, "decodes": 2000, "rounds": 5,
-                  "diagnose_epochs": 2, "backend_images": 3_200},
+                  "diagnose_epochs": 2, "backend_images": 1_600},
          "quick": {"images": 1_600, "repeats": 1, "book_epochs": 1, "max_epochs": 1, "decodes": 100, "rounds": 1,
                    "train": 3_200, "test": 500, "diagnose_epochs": 1, "backend_images": 512}}
 

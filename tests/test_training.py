@@ -185,7 +185,7 @@ class EveryBatch(keras.callbacks.Callback):
         self.batches += 1
 
 
-@pytest.mark.backends("tensorflow", "jax")  # Keras' PyTorch backend runs one step per call
+@pytest.mark.backends("tensorflow")  # the only backend that groups steps (training._set_steps_per_execution)
 def test_steps_per_execution_changes_no_weight(small_images):
     """13 steps per call, or one per call when a callback asks for every batch: the same weights, warm-up included."""
     x, *_ = small_images  # 200 images: 13 steps per epoch

@@ -331,9 +331,11 @@ def _set_steps_per_execution(model, steps):
     """Run ``steps`` training steps per call of the compiled step; the steps are traced again only when it changes.
 
     ``predict`` and ``evaluate`` read the same setting, so their traced steps are dropped as well.
-    Keras' PyTorch backend runs one step per call, always.
+    Only on TensorFlow: Keras' PyTorch backend runs one step per call, always, and on JAX a group of
+    steps would read past the end of an epoch of ``EpochBatches`` (it has no end), so that the epochs
+    would drift away from ``epoch_order``.
     """
-    steps = 1 if BACKEND == "torch" else steps
+    steps = steps if BACKEND == "tensorflow" else 1
     if model.steps_per_execution != steps:
         model.steps_per_execution = steps
         model.train_function = model.test_function = model.predict_function = None
