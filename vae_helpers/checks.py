@@ -1,7 +1,8 @@
 """Check cells for the write-it-yourself parts of the VAE notebooks.
 
 Each ``check_*`` function runs a learner's code the way ``fit`` will: more than once, inside a
-compiled ``tf.function`` whose batch size is unknown, and with gradients. It compares the results
+compiled ``tf.function`` whose batch size is unknown, and with gradients. Those that compile or
+differentiate run on the TensorFlow backend only, for now; on JAX or PyTorch they say so. It compares the results
 with a reference computed independently here (NumPy in float64, or TensorFlow on our own forward
 pass). Right code gets one line starting with "✓ "; wrong code raises ``CheckFailed``, whose message
 names the mistake it recognised (wrong sign, missing 1/2, frozen noise, ...) and says what to change.
@@ -13,6 +14,7 @@ the learner's code runs, so no answer can change what a later check compares aga
 """
 
 import contextlib
+import functools
 import itertools
 import linecache
 import os
@@ -22,7 +24,7 @@ import warnings
 
 import numpy as np
 
-from vae_helpers._backend import keras, tf
+from vae_helpers._backend import BACKEND, keras, tf
 from vae_helpers.evaluation import ACTIVE_THRESHOLD  # Burda et al. (2016): active when Var_x(E_q[z_j]) exceeds it
 
 SEED = 1234
@@ -59,6 +61,18 @@ class CheckFailed(AssertionError):
         if where:
             shown.append(f"  → your code, {where}")
         return shown
+
+
+def _tensorflow_only(check):
+    """The checks that compile and differentiate the learner's code with TensorFlow: on JAX or PyTorch they say so."""
+    @functools.wraps(check)
+    def wrapper(*args, **kwargs):
+        if BACKEND != "tensorflow":
+            raise CheckFailed(f"{check.__name__} runs on the TensorFlow backend only for now, and this kernel runs on "
+                              f"{BACKEND}: restart the kernel without KERAS_BACKEND (or with KERAS_BACKEND=tensorflow) "
+                              "to check this cell (README: Other backends).")
+        return check(*args, **kwargs)
+    return wrapper
 
 
 def _is_learner_file(filename):
@@ -245,7 +259,7 @@ def _array(name, value, code=None):
         raise _fail(f"{name} returned values of type {dtype}; it must return floating-point numbers (a "
                     "comparison such as > gives booleans, and integers cannot carry a gradient).", code)
     try:
-        return np.asarray(keras.ops.convert_to_numpy(value) if tf.is_tensor(value) else value, np.float64)
+        return np.asarray(keras.ops.convert_to_numpy(value) if keras.ops.is_tensor(value) else value, np.float64)
     except Exception as err:
         raise _fail(f"{name} returned a {type(value).__name__}, not a tensor of numbers.", code) from err
 
@@ -305,7 +319,7 @@ def _compiled_with_gradients(name, fn, arrays, hint, calls=2):
         with tf.GradientTape() as tape:
             tape.watch(inputs)
             value = fn(*inputs)
-            total = tf.reduce_sum(tf.cast(value, tf.float32)) if tf.is_tensor(value) else None
+            total = tf.reduce_sum(tf.cast(value, tf.float32)) if keras.ops.is_tensor(value) else None
         if total is None:
             return value, [None] * len(inputs)
         return value, tape.gradient(total, list(inputs))
@@ -367,6 +381,7 @@ FROZEN_NOISE = ("gives the same z on every call: the noise is frozen. A fixed se
                 "and no seed argument (or a keras.random.SeedGenerator).")
 
 
+@_tensorflow_only
 def check_sampling(fn, n=4096):
     """Check ``fn(z_mean, z_log_var) -> z`` draws z ~ N(z_mean, exp(z_log_var)) with gradients to both inputs.
 
@@ -384,7 +399,7 @@ def check_sampling(fn, n=4096):
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(inputs)
         z = _call(name, fn, *inputs, hint=hint)
-        floating = tf.is_tensor(z) and z.dtype.is_floating
+        floating = keras.ops.is_tensor(z) and z.dtype.is_floating
         total = tf.reduce_sum(z) if floating else None
     values = _array(name, z, fn)
     if values.shape != (n, 3):
@@ -511,6 +526,7 @@ def _repeatable(name, fn, inputs, first, hint):
                     "state (a cached value, a counter) between calls.", fn)
 
 
+@_tensorflow_only
 def check_kl_divergence(fn):
     """Check ``fn(z_mean, z_log_var)`` returns KL(N(z_mean, exp(z_log_var)) || N(0, I)) per example.
 
@@ -562,6 +578,7 @@ def _bce_gradient(x, p):
     return -(x / p - (1 - x) / (1 - p))
 
 
+@_tensorflow_only
 def check_reconstruction_loss(fn):
     """Check ``fn(x, x_decoded)`` is the binary cross-entropy summed over the 784 pixels, in nats per example.
 
@@ -682,6 +699,7 @@ def _check_loss_layer_compiled(name, layer, code):
                      what="adds the right number", atol=1e-6)
 
 
+@_tensorflow_only
 def check_vae_loss_layer(layer_class):
     """Check a custom loss layer: ``layer_class()(x, x_decoded, z_mean, z_log_var)`` adds the batch-mean
     negative ELBO with ``add_loss`` (one loss, or reconstruction and KL as two that sum to it) and
@@ -790,7 +808,7 @@ def _probe_class(model_class):
             if result is None:
                 raise _BadReturn(f"{method} {STUB}")
             if method == "train_step" and not isinstance(result, dict):
-                what = "a tensor" if tf.is_tensor(result) else f"a {type(result).__name__}"
+                what = "a tensor" if keras.ops.is_tensor(result) else f"a {type(result).__name__}"
                 raise _BadReturn(f"train_step returned {what}, not a dict")
             return result
         return wrapper
@@ -818,6 +836,7 @@ NO_SAMPLING = ("never samples: the decoder received z_mean itself (z = z_mean). 
                "and z_log_var is trained by the KL alone.")
 
 
+@_tensorflow_only
 def check_train_step(model_class):
     """Check a ``keras.Model`` subclass ``model_class(encoder, decoder)`` whose train_step (or compute_loss)
     trains a VAE, the way fit runs it: two SGD steps in fit's compiled graph, on a tiny network whose
@@ -1007,6 +1026,7 @@ def _trained_vae(model, role, name):
     return int(model.decoder.input_shape[-1])
 
 
+@_tensorflow_only
 def check_my_vae(model, reference, x_val, seed=0, tolerance=MY_VAE_TOLERANCE):
     """Close the loop: the learner's trained VAE must score about as well as ``models.VAE`` trained the same way.
 
@@ -1053,7 +1073,7 @@ class _Quiet:
 
 def _whole_number(value):
     """``value`` as an int when it is one whole number (a Python, NumPy or backend scalar), else None."""
-    if tf.is_tensor(value):
+    if keras.ops.is_tensor(value):
         value = keras.ops.convert_to_numpy(value)
     if isinstance(value, (str, bytes, bool, np.bool_)) or np.ndim(value) != 0:
         return None
@@ -1081,7 +1101,7 @@ def check_active_units(variances, count, model, x, threshold=ACTIVE_THRESHOLD):
     latent_dim = z_mean.shape[1]
     right = z_mean.var(axis=0)
     try:
-        got = np.asarray(keras.ops.convert_to_numpy(variances) if tf.is_tensor(variances) else variances, np.float64)
+        got = np.asarray(keras.ops.convert_to_numpy(variances) if keras.ops.is_tensor(variances) else variances, np.float64)
     except (TypeError, ValueError):
         raise CheckFailed(f"variances: expected {latent_dim} numbers, one per latent dimension, got a "
                           f"{type(variances).__name__}: use np.var(latent.encode(model, x), axis=0).") from None
@@ -1259,6 +1279,7 @@ def _free_bits_gradients(mu, lv, free_bits):
     return [kept * mu / n, kept * 0.5 * (np.exp(lv) - 1) / n]
 
 
+@_tensorflow_only
 def check_free_bits(fn):
     """Check ``fn(z_mean, z_log_var, free_bits)``: the batch's KL with a floor of ``free_bits`` nats per dimension.
 
@@ -1352,7 +1373,7 @@ def check_number(name, got, expected, tolerance, hint="", reduce=None):
         raise CheckFailed(f"{name} is None. If it comes from tape.gradient, the computation ran outside the "
                           "`with tf.GradientTape() as tape:` block, or does not depend on what you differentiate "
                           "by; if it comes from a function, that function has no return.")
-    if tf.is_tensor(got):
+    if keras.ops.is_tensor(got):
         got = keras.ops.convert_to_numpy(got)
     try:
         value = float(np.asarray(got if reduce is None else reduce(np.asarray(got, np.float64)), dtype=np.float64).squeeze())
