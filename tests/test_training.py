@@ -185,6 +185,15 @@ class EveryBatch(keras.callbacks.Callback):
         self.batches += 1
 
 
+def test_each_epoch_runs_exactly_its_steps_on_every_backend(small_images):
+    """160 digits at batch 2: 80 steps per epoch, more than one group of STEPS_PER_EXECUTION. A group that read
+    past an epoch's end (as JAX's would from an endless PyDataset) would run 96 steps and shift the epoch orders."""
+    x, *_ = small_images
+    vae = fresh_vae()
+    training.train_vae(vae, x[:160], epochs=2, batch_size=2, progress=None)
+    assert int(keras.ops.convert_to_numpy(vae.optimizer.iterations)) == 160
+
+
 @pytest.mark.backends("tensorflow")  # the only backend that groups steps (training._set_steps_per_execution)
 def test_steps_per_execution_changes_no_weight(small_images):
     """13 steps per call, or one per call when a callback asks for every batch: the same weights, warm-up included."""
