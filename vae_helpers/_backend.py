@@ -93,10 +93,9 @@ def inference_function(model):
     ``predict_on_batch``. Either reads the model's current weights at every call, and holds the
     model only weakly.
     """
+    model_ref = weakref.ref(model)  # a strong reference would keep every model it was made for alive
     if BACKEND != "tensorflow":
-        model_ref = weakref.ref(model)
         return lambda x: model_ref().predict_on_batch(x)
-    model_ref = weakref.ref(model)
     signature = [tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)]
     compiled = tf.function(lambda x: model_ref()(x, training=False), input_signature=signature, reduce_retracing=True)
 
