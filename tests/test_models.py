@@ -1,5 +1,6 @@
 """The book's network, the sampling layer and the VAE model: structure, statistics, training, saving."""
 
+import importlib
 import subprocess
 import sys
 import textwrap
@@ -7,7 +8,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from vae_helpers import keras, models, set_seed
+from vae_helpers import BACKEND, keras, models, set_seed
 
 
 def test_book_network_has_550629_parameters():
@@ -65,9 +66,37 @@ def test_sampling_is_repeatable_with_a_seed_and_varies_between_calls():
     assert not np.array_equal(a, keras.ops.convert_to_numpy(first(inputs)))
 
 
-def test_gradients_reach_mean_and_log_var():
-    from vae_helpers._backend import value_and_gradients
+def value_and_gradients(fn, *arrays):
+    """Test helper: ``fn(*inputs)`` and the gradient of its sum with respect to each input, as NumPy, on the current backend.
 
+    ``arrays`` become float32 tensors; each gradient is None (TensorFlow, PyTorch) or zeros (JAX)
+    where no gradient flows. Eager: for a look at a gradient, not for training.
+    """
+    arrays = [np.asarray(a, np.float32) for a in arrays]
+    if BACKEND == "tensorflow":
+        tf = importlib.import_module("tensorflow")
+        inputs = [tf.constant(a) for a in arrays]
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            value = fn(*inputs)
+            total = tf.reduce_sum(value)
+        grads = tape.gradient(total, inputs)
+    elif BACKEND == "jax":
+        jax = importlib.import_module("jax")
+        value, pullback = jax.vjp(fn, *map(jax.numpy.asarray, arrays))
+        grads = pullback(jax.numpy.ones_like(value))
+    else:
+        torch = importlib.import_module("torch")
+        inputs = [torch.tensor(a, requires_grad=True) for a in arrays]
+        value = fn(*inputs)
+        value.sum().backward()
+        grads = [x.grad for x in inputs]
+        value = value.detach()
+    to_numpy = keras.ops.convert_to_numpy
+    return to_numpy(value), [None if g is None else to_numpy(g) for g in grads]
+
+
+def test_gradients_reach_mean_and_log_var():
     layer = models.Sampling(seed=1)
     z, (grad_mean, grad_log_var) = value_and_gradients(lambda m, lv: layer([m, lv]) ** 2,
                                                        np.zeros((8, 2)), np.zeros((8, 2)))

@@ -105,31 +105,3 @@ def inference_function(model):
 
     return call
 
-
-def value_and_gradients(fn, *arrays):
-    """``fn(*inputs)`` and the gradient of its sum with respect to each input, as NumPy, on the current backend.
-
-    ``arrays`` become float32 tensors; each gradient is None (TensorFlow, PyTorch) or zeros (JAX)
-    where no gradient flows. Eager: for a look at a gradient, not for training.
-    """
-    arrays = [np.asarray(a, np.float32) for a in arrays]
-    if BACKEND == "tensorflow":
-        inputs = [tf.constant(a) for a in arrays]
-        with tf.GradientTape() as tape:
-            tape.watch(inputs)
-            value = fn(*inputs)
-            total = tf.reduce_sum(value)
-        grads = tape.gradient(total, inputs)
-    elif BACKEND == "jax":
-        jax = importlib.import_module("jax")
-        value, pullback = jax.vjp(fn, *map(jax.numpy.asarray, arrays))
-        grads = pullback(jax.numpy.ones_like(value))
-    else:
-        torch = importlib.import_module("torch")
-        inputs = [torch.tensor(a, requires_grad=True) for a in arrays]
-        value = fn(*inputs)
-        value.sum().backward()
-        grads = [x.grad for x in inputs]
-        value = value.detach()
-    to_numpy = keras.ops.convert_to_numpy
-    return to_numpy(value), [None if g is None else to_numpy(g) for g in grads]
