@@ -36,9 +36,21 @@ BCE_FIX = ("Use -sum(x * log(x_decoded) + (1 - x) * log(1 - x_decoded)) over the
            "one value per example.")
 ELBO_FIX = ("The loss is the mean over the batch of (BCE summed over the pixels + "
             f"{KL_FORMULA}).")
-GRAPH_FIX = ("fit runs your code as a compiled graph in which the batch size is unknown (None): use keras.ops "
-             "or TensorFlow functions on the tensors, keras.ops.shape(t) rather than t.shape, no NumPy and "
-             "no .numpy().")
+GRAPH_FIXES = {
+    "tensorflow": ("fit runs your code as a compiled graph in which the batch size is unknown (None): use keras.ops "
+                   "or TensorFlow functions on the tensors, keras.ops.shape(t) rather than t.shape, no NumPy and "
+                   "no .numpy()."),
+    "jax": ("fit compiles your code with jax.jit, where a tensor has no value yet: use keras.ops on the tensors, no "
+            "NumPy, no .numpy(), float() or Python if on a tensor."),
+    "torch": ("fit runs your code on tensors that carry gradients: use keras.ops on them, no NumPy and no .numpy() "
+              "(NumPy cannot follow a gradient)."),
+}
+GRAPH_FIX = GRAPH_FIXES[BACKEND]
+# What a passing check ran, as fit runs a training step on this backend.
+PASSED_AS_FIT = {"tensorflow": "compiled with an unknown batch size", "jax": "compiled with jax.jit",
+                 "torch": "run with gradients on, as fit runs it"}[BACKEND]
+# How fit runs a training step on this backend, for "works when called directly but not <AS_FIT>".
+AS_FIT = " with gradients on, as fit runs it" if BACKEND == "torch" else " inside a compiled function, as fit runs it"
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -188,7 +200,7 @@ PYTHON_ON_TENSOR = ("uses a Python if, for, max, any or bool() on a tensor: insi
 def _brief(err):
     """The line of an exception's message that says what went wrong (Keras wraps errors raised in layers,
     and TensorFlow's graph errors list the traced source before the message)."""
-    if type(err).__name__ == "OperatorNotAllowedInGraphError":
+    if type(err).__name__ in ("OperatorNotAllowedInGraphError", "TracerBoolConversionError"):
         return f"{type(err).__name__}: it {PYTHON_ON_TENSOR}"
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).split("Arguments received by")[0]
     if text.lstrip().startswith("in user code:"):
@@ -244,7 +256,7 @@ def _call(name, fn, *args, hint="", graph=False):
     except CheckFailed:
         raise
     except Exception as err:  # whatever the learner's code raises, report it briefly
-        where = " inside a compiled function" if graph else ""
+        where = AS_FIT if graph else ""
         extra = f" {GRAPH_FIX}" if graph else ""
         raise CheckFailed(f"{name} raised {_brief(err)}{where}. {hint}{extra}".strip()) from err
 
@@ -308,36 +320,90 @@ def _per_example_check(name, got, variants, fix, n, code=None):
 
 
 def _specs(arrays):
-    """Input signatures with an unknown batch size, as inside a Keras model."""
+    """Input signatures with an unknown batch size, as inside a Keras model (TensorFlow)."""
     return [tf.TensorSpec((None, *np.shape(a)[1:]), tf.float32) for a in arrays]
 
 
-def _compiled_with_gradients(name, fn, arrays, hint, calls=2):
-    """Call ``fn`` ``calls`` times inside one ``tf.function`` with an unknown batch size, as fit does; return
-    each call's (value, gradients of its sum with respect to every input) as NumPy (None where no gradient)."""
+def _tensor(array):
+    """A float32 tensor of this backend, for a direct call of the learner's code."""
+    return keras.ops.convert_to_tensor(np.asarray(array, np.float32))
+
+
+def _floating(value):
+    return keras.ops.is_tensor(value) and keras.backend.standardize_dtype(value.dtype).startswith(("float", "bfloat"))
+
+
+def _tensorflow_step(fn, arrays):
+    """TensorFlow: one ``tf.function`` with an unknown batch size, differentiated with a ``GradientTape``."""
     def step(*inputs):
         with tf.GradientTape() as tape:
             tape.watch(inputs)
             value = fn(*inputs)
-            total = tf.reduce_sum(tf.cast(value, tf.float32)) if keras.ops.is_tensor(value) else None
+            total = tf.reduce_sum(tf.cast(value, tf.float32)) if _floating(value) else None
         if total is None:
             return value, [None] * len(inputs)
         return value, tape.gradient(total, list(inputs))
 
     compiled = tf.function(step, input_signature=_specs(arrays), autograph=False)
+    return lambda: compiled(*map(tf.constant, arrays))
+
+
+def _jax_step(fn, arrays):
+    """JAX: ``jax.jit`` of ``jax.value_and_grad``, as Keras' JAX trainer compiles a step."""
+    import jax  # noqa: PLC0415  (the backend's own module, only on JAX)
+
+    floating = []
+
+    def total(*inputs):
+        value = fn(*inputs)
+        floating.append(_floating(value))
+        return (keras.ops.sum(keras.ops.cast(value, "float32")) if floating[-1] else keras.ops.zeros(())), value
+
+    compiled = jax.jit(jax.value_and_grad(total, argnums=tuple(range(len(arrays))), has_aux=True))
+
+    def call():
+        (_, value), grads = compiled(*map(keras.ops.convert_to_tensor, arrays))
+        return value, list(grads) if floating[-1] else [None] * len(arrays)
+    return call
+
+
+def _torch_step(fn, arrays):
+    """PyTorch: an eager call on tensors that carry gradients, as Keras' torch trainer runs a step."""
+    import torch  # noqa: PLC0415  (the backend's own module, only on PyTorch)
+
+    def call():
+        inputs = [keras.ops.convert_to_tensor(a).requires_grad_(True) for a in arrays]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Converting a tensor that requires grad to a Python scalar"
+            value = fn(*inputs)
+        if not (_floating(value) and value.requires_grad):
+            return value, [None] * len(inputs)
+        return value, list(torch.autograd.grad(value.float().sum(), inputs, allow_unused=True))
+    return call
+
+
+_STEPS = {"tensorflow": _tensorflow_step, "jax": _jax_step, "torch": _torch_step}
+
+
+def _as_fit_with_gradients(name, fn, arrays, hint, calls=2):
+    """Call ``fn`` ``calls`` times the way fit runs a training step on this backend (compiled with an unknown batch
+    size on TensorFlow, ``jax.jit`` on JAX, eagerly with gradients on PyTorch); return each call's (value, gradients
+    of its sum with respect to every input) as NumPy (None where no gradient)."""
+    step = _STEPS[BACKEND](fn, arrays)
     results = []
     for _ in range(calls):
-        value, grads = _call(name, compiled, *map(tf.constant, arrays), hint=hint, graph=True)
-        results.append((_array(name, value, fn), [None if g is None else g.numpy().astype(np.float64) for g in grads]))
+        value, grads = _call(name, step, hint=hint, graph=True)
+        results.append((_array(name, value, fn),
+                        [None if g is None else keras.ops.convert_to_numpy(g).astype(np.float64) for g in grads]))
     return results
 
 
 def _check_compiled_value(name, fn, arrays, eager, hint, fix):
     """Inside a compiled function: the same value as eagerly, on every call; returns the last gradients."""
-    for value, grads in _compiled_with_gradients(name, fn, arrays, hint):
+    for value, grads in _as_fit_with_gradients(name, fn, arrays, hint):
         if value.shape != eager.shape or not np.allclose(value, eager, rtol=1e-4, atol=1e-5):
-            raise _fail(f"{name} gives other values inside a compiled function (as fit runs it) than when "
-                        f"called directly: something in it is fixed when the graph is traced. {GRAPH_FIX} {fix}", fn)
+            raise _fail(f"{name} gives other values{AS_FIT}, than when called directly: something in it is fixed "
+                        f"when the step is traced, or kept between calls. {GRAPH_FIX} {fix}", fn)
     return grads
 
 
@@ -346,7 +412,7 @@ def _check_gradients(name, grads, expected, labels, code, what="gives the right 
     for grad, want, label in zip(grads, expected, labels):
         if grad is None or not np.any(grad):
             raise _fail(f"{name} {what} but no gradient flows back (no gradient reaches {label}): it is "
-                        "computed outside TensorFlow (NumPy, .numpy(), a Python float) or behind stop_gradient, so training could "
+                        "computed outside keras.ops (NumPy, .numpy(), a Python float) or behind stop_gradient, so training could "
                         "not learn from it. Compute it with keras.ops from the tensors you receive.", code)
         if not np.allclose(grad, want, rtol=1e-3, atol=atol):
             raise _fail(f"{name} {what} but the wrong gradient with respect to {label} (is part of it computed "
@@ -520,13 +586,12 @@ def _kl_variants(mu, lv):
 
 def _repeatable(name, fn, inputs, first, hint):
     """A second direct call on the same inputs must give the same values."""
-    again = _array(name, _call(name, fn, *map(tf.constant, inputs), hint=hint), fn)
+    again = _array(name, _call(name, fn, *map(_tensor, inputs), hint=hint), fn)
     if again.shape != first.shape or not np.allclose(again, first, rtol=1e-5, atol=1e-6):
         raise _fail(f"{name} gives other values when called a second time on the same inputs: it must not keep "
                     "state (a cached value, a counter) between calls.", fn)
 
 
-@_tensorflow_only
 def check_kl_divergence(fn):
     """Check ``fn(z_mean, z_log_var)`` returns KL(N(z_mean, exp(z_log_var)) || N(0, I)) per example.
 
@@ -538,14 +603,14 @@ def check_kl_divergence(fn):
     hint = "It receives two float32 tensors of shape (batch, latent_dim)."
     mean, log_var = _kl_inputs()
     variants = _kl_variants(mean, log_var)
-    got = _array(name, _call(name, fn, tf.constant(mean), tf.constant(log_var), hint=hint), fn)
+    got = _array(name, _call(name, fn, _tensor(mean), _tensor(log_var), hint=hint), fn)
     _per_example_check(name, got, variants, KL_FIX, len(mean), fn)
     _repeatable(name, fn, (mean, log_var), got, hint)
     grads = _check_compiled_value(name, fn, (mean, log_var), got, hint, KL_FIX)
     mu, lv = mean.astype(np.float64), log_var.astype(np.float64)
     _check_gradients(name, grads, [mu, 0.5 * (np.exp(lv) - 1)], ["z_mean", "z_log_var"], fn)
     print(f"✓ {name}: matches the closed form on {len(mean)} test cases, per example, shape ({len(mean)},), "
-          "also compiled with an unknown batch size, with the right gradients")
+          f"also {PASSED_AS_FIT}, with the right gradients")
 
 
 # 3. Reconstruction loss -----------------------------------------------------------------------
@@ -578,7 +643,6 @@ def _bce_gradient(x, p):
     return -(x / p - (1 - x) / (1 - p))
 
 
-@_tensorflow_only
 def check_reconstruction_loss(fn):
     """Check ``fn(x, x_decoded)`` is the binary cross-entropy summed over the 784 pixels, in nats per example.
 
@@ -591,7 +655,7 @@ def check_reconstruction_loss(fn):
     hint = "It receives x and x_decoded as float32 tensors of shape (batch, 28, 28, 1)."
     x, p = _recon_inputs()
     variants = _bce_variants(x, p)
-    got = _array(name, _call(name, fn, tf.constant(x), tf.constant(p), hint=hint), fn)
+    got = _array(name, _call(name, fn, _tensor(x), _tensor(p), hint=hint), fn)
     if got.ndim > 1 and got.shape[0] == len(x) and got.size > len(x):
         raise _fail(f"{name} returned one value per pixel (shape {got.shape}) instead of one per example: "
                     f"sum over the pixel axes. {BCE_FIX}", fn)
@@ -600,7 +664,7 @@ def check_reconstruction_loss(fn):
     binary = (np.random.default_rng(8).uniform(size=(2, 28, 28, 1)) < 0.3).astype(np.float32)
     extreme = binary.copy()
     extreme[1, :2] = 1 - extreme[1, :2]  # 56 confidently wrong pixels
-    edge = _array(name, _call(name, fn, tf.constant(binary), tf.constant(extreme), hint=hint), fn).reshape(-1)
+    edge = _array(name, _call(name, fn, _tensor(binary), _tensor(extreme), hint=hint), fn).reshape(-1)
     if not np.all(np.isfinite(edge)):
         raise _fail(f"{name} gives inf or NaN when x_decoded is exactly 0 or 1 (log(0)): clip x_decoded "
                     f"to [1e-7, 1 - 1e-7] before the log (keras.ops.clip).", fn)
@@ -610,7 +674,8 @@ def check_reconstruction_loss(fn):
     grads = _check_compiled_value(name, fn, (x, p), got, hint, BCE_FIX)
     _check_gradients(name, grads[1:], [_bce_gradient(x, p)], ["x_decoded"], fn)
     print(f"✓ {name}: binary cross-entropy summed over the 784 pixels on {len(x)} test images, per example, "
-          f"shape ({len(x)},), finite when x_decoded is exactly 0 or 1, also compiled, with the right gradient")
+          f"shape ({len(x)},), finite when x_decoded is exactly 0 or 1, also "
+          f"{'compiled' if BACKEND == 'tensorflow' else PASSED_AS_FIT}, with the right gradient")
 
 
 # 4. The custom loss layer ---------------------------------------------------------------------
@@ -648,7 +713,7 @@ def _check_loss_value(name, total, variants, terms="", code=None):
 def _check_loss_layer_call(name, layer, inputs, variants, code):
     """One call of the layer: returns x_decoded unchanged and adds the right loss; returns its value."""
     x_decoded = inputs[1]
-    out = _call(name, layer, *map(tf.constant, inputs),
+    out = _call(name, layer, *map(_tensor, inputs),
                 hint="The check calls layer(x, x_decoded, z_mean, z_log_var) with four float32 tensors.")
     added = [_array(name, loss, code) for loss in layer.losses]
     if out is None and not added:
@@ -674,32 +739,38 @@ def _check_loss_layer_call(name, layer, inputs, variants, code):
     return total, len(added)
 
 
-def _check_loss_layer_compiled(name, layer, code):
-    """Inside a compiled function with an unknown batch size, twice: the added loss and its gradients."""
-    (x, p, mu, lv), variants = _loss_layer_batch(13)
-
-    def step(*inputs):
-        watched = list(inputs[1:])
-        with tf.GradientTape() as tape:
-            tape.watch(watched)
+def _added_losses(layer):
+    """``layer(*inputs)`` -> the sum of the losses it added, the way fit collects them on this backend (on JAX
+    through ``stateless_call``, since a jitted step cannot keep tensors on the layer)."""
+    if BACKEND != "jax":
+        def total(*inputs):
             layer(*inputs)
-            total = tf.add_n([tf.reduce_sum(tf.cast(loss, tf.float32)) for loss in layer.losses])
-        return total, tape.gradient(total, watched)
+            return sum(keras.ops.sum(keras.ops.cast(loss, "float32")) for loss in layer.losses)
+        return total
 
-    compiled = tf.function(step, input_signature=_specs([x, p, mu, lv]), autograph=False)
-    for _ in range(2):
-        total, grads = _call(name, compiled, *map(tf.constant, (x, p, mu, lv)), graph=True,
-                             hint="The check calls layer(x, x_decoded, z_mean, z_log_var) in a compiled function.")
-        _check_loss_value(name, float(total), variants, " inside a compiled function", code)
+    def stateless_total(*inputs):
+        _, _, added = layer.stateless_call([v.value for v in layer.trainable_variables],
+                                           [v.value for v in layer.non_trainable_variables], *inputs, return_losses=True)
+        return sum(keras.ops.sum(keras.ops.cast(loss, "float32")) for loss in added)
+    return stateless_total
+
+
+def _check_loss_layer_compiled(name, layer, code):
+    """Twice, as fit runs it (compiled with an unknown batch size on TensorFlow): the added loss and its gradients."""
+    (x, p, mu, lv), variants = _loss_layer_batch(13)
+    total = _added_losses(layer)
+    total.__name__ = name
+    results = _as_fit_with_gradients(name, total, (x, p, mu, lv),
+                                     hint="The check calls layer(x, x_decoded, z_mean, z_log_var) as fit does.")
+    for value, grads in results:
+        _check_loss_value(name, float(value.reshape(())), variants, AS_FIT, code)
     batch = len(x)
     expected = [_bce_gradient(x, p) / batch, mu.astype(np.float64) / batch,
                 0.5 * (np.exp(lv.astype(np.float64)) - 1) / batch]
-    grads = [None if g is None else g.numpy().astype(np.float64) for g in grads]
-    _check_gradients(name, grads, expected, ["x_decoded", "z_mean", "z_log_var"], code,
+    _check_gradients(name, grads[1:], expected, ["x_decoded", "z_mean", "z_log_var"], code,
                      what="adds the right number", atol=1e-6)
 
 
-@_tensorflow_only
 def check_vae_loss_layer(layer_class):
     """Check a custom loss layer: ``layer_class()(x, x_decoded, z_mean, z_log_var)`` adds the batch-mean
     negative ELBO with ``add_loss`` (one loss, or reconstruction and KL as two that sum to it) and
@@ -720,7 +791,7 @@ def check_vae_loss_layer(layer_class):
     terms = "one loss equal to" if count == 1 else "two losses that sum to"
     print(f"✓ {name}: adds {terms} the batch mean of reconstruction + KL ({value:.2f} nats on the test batch), "
           "returns x_decoded unchanged, replaces the loss on each call, and the loss has the right gradients "
-          "inside a compiled function")
+          f"{'inside a compiled function' if BACKEND == 'tensorflow' else PASSED_AS_FIT}")
 
 
 # 5. train_step --------------------------------------------------------------------------------
@@ -1279,7 +1350,6 @@ def _free_bits_gradients(mu, lv, free_bits):
     return [kept * mu / n, kept * 0.5 * (np.exp(lv) - 1) / n]
 
 
-@_tensorflow_only
 def check_free_bits(fn):
     """Check ``fn(z_mean, z_log_var, free_bits)``: the batch's KL with a floor of ``free_bits`` nats per dimension.
 
@@ -1300,7 +1370,7 @@ def check_free_bits(fn):
     got = []
     for free_bits in floors:
         # By keyword, as the notebook passes it (functools.partial(fn, free_bits=...)).
-        raw = _call(name, lambda m, lv: fn(m, lv, free_bits=free_bits), tf.constant(z_mean), tf.constant(z_log_var),
+        raw = _call(name, lambda m, lv: fn(m, lv, free_bits=free_bits), _tensor(z_mean), _tensor(z_log_var),
                     hint=hint)
         value = _array(name, raw, fn)
         dtype = keras.backend.standardize_dtype(getattr(raw, "dtype", "float32"))
@@ -1339,15 +1409,14 @@ def check_free_bits(fn):
     compiled = lambda mean, log_var: fn(mean, log_var, free_bits=free_bits)  # noqa: E731  (as the notebook calls it)
     compiled.__name__ = name
     target = right[0] - (free_bits * z_mean.shape[1] if shifted else 0.0)
-    for value, grads in _compiled_with_gradients(name, compiled, (z_mean, z_log_var), hint):
+    for value, grads in _as_fit_with_gradients(name, compiled, (z_mean, z_log_var), hint):
         if value.size != 1 or not np.isclose(value.reshape(()), target, rtol=1e-4, atol=1e-5):
-            raise _fail(f"{name} gives another value inside a compiled function (as fit runs it) than when called "
-                        f"directly. {GRAPH_FIX}", fn)
+            raise _fail(f"{name} gives another value{AS_FIT}, than when called directly. {GRAPH_FIX}", fn)
         expected = _free_bits_gradients(z_mean, z_log_var, free_bits)
         for grad, want, label in zip(grads, expected, ("z_mean", "z_log_var")):
             if grad is None or not np.any(grad):
                 raise _fail(f"{name} gives the right values but no gradient reaches {label}: it is computed outside "
-                            "TensorFlow (NumPy, .numpy(), a Python float) or behind stop_gradient. Compute it with "
+                            "keras.ops (NumPy, .numpy(), a Python float) or behind stop_gradient. Compute it with "
                             "keras.ops from the tensors you receive.", fn)
             if np.any(grad[:, :2]):
                 raise _fail(f"{name} gives the right values but a gradient still reaches {label} in the dimensions "
@@ -1357,7 +1426,7 @@ def check_free_bits(fn):
                 raise _fail(f"{name} gives the right values but the wrong gradient with respect to {label} in the "
                             "dimensions above the floor (is part of it a copy, a constant or stop_gradient?).", fn)
     note = "; lower than the floored KL by free_bits x latent_dim, a constant: it trains alike" if shifted else ""
-    print(f"✓ {name}: the floored KL at free_bits = 0, 1, 2.5 and 6, one number; compiled with an unknown batch size, "
+    print(f"✓ {name}: the floored KL at free_bits = 0, 1, 2.5 and 6, one number; {PASSED_AS_FIT}, "
           f"no gradient reaches the floored dimensions, the others get the KL's{note}")
 
 
