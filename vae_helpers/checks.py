@@ -15,6 +15,7 @@ the learner's code runs, so no answer can change what a later check compares aga
 
 import contextlib
 import functools
+import inspect
 import itertools
 import linecache
 import os
@@ -333,7 +334,7 @@ def _floating(value):
     return keras.ops.is_tensor(value) and keras.backend.standardize_dtype(value.dtype).startswith(("float", "bfloat"))
 
 
-def _tensorflow_step(fn, arrays):
+def _tensorflow_step(fn, arrays, layer=None):
     """TensorFlow: one ``tf.function`` with an unknown batch size, differentiated with a ``GradientTape``."""
     def step(*inputs):
         with tf.GradientTape() as tape:
@@ -348,26 +349,33 @@ def _tensorflow_step(fn, arrays):
     return lambda: compiled(*map(tf.constant, arrays))
 
 
-def _jax_step(fn, arrays):
-    """JAX: ``jax.jit`` of ``jax.value_and_grad``, as Keras' JAX trainer compiles a step."""
+def _jax_step(fn, arrays, layer=None):
+    """JAX: ``jax.jit`` of ``jax.value_and_grad``, as Keras' JAX trainer compiles a step. A ``layer`` (``fn`` itself)
+    runs through ``stateless_call``, its state (a SeedGenerator's) passed in and the new state assigned after."""
     import jax  # noqa: PLC0415  (the backend's own module, only on JAX)
 
-    floating = []
+    floating, state = [], [] if layer is None else layer.non_trainable_variables
 
-    def total(*inputs):
-        value = fn(*inputs)
+    def total(values, *inputs):
+        if layer is None:
+            value = fn(*inputs)
+        else:
+            value, values = layer.stateless_call([v.value for v in layer.trainable_variables], values, *inputs)
         floating.append(_floating(value))
-        return (keras.ops.sum(keras.ops.cast(value, "float32")) if floating[-1] else keras.ops.zeros(())), value
+        summed = keras.ops.sum(keras.ops.cast(value, "float32")) if floating[-1] else keras.ops.zeros(())
+        return summed, (value, values)
 
-    compiled = jax.jit(jax.value_and_grad(total, argnums=tuple(range(len(arrays))), has_aux=True))
+    compiled = jax.jit(jax.value_and_grad(total, argnums=tuple(range(1, len(arrays) + 1)), has_aux=True))
 
     def call():
-        (_, value), grads = compiled(*map(keras.ops.convert_to_tensor, arrays))
+        (_, (value, values)), grads = compiled([v.value for v in state], *map(keras.ops.convert_to_tensor, arrays))
+        for variable, new in zip(state, values):
+            variable.assign(new)
         return value, list(grads) if floating[-1] else [None] * len(arrays)
     return call
 
 
-def _torch_step(fn, arrays):
+def _torch_step(fn, arrays, layer=None):
     """PyTorch: an eager call on tensors that carry gradients, as Keras' torch trainer runs a step."""
     import torch  # noqa: PLC0415  (the backend's own module, only on PyTorch)
 
@@ -385,15 +393,15 @@ def _torch_step(fn, arrays):
 _STEPS = {"tensorflow": _tensorflow_step, "jax": _jax_step, "torch": _torch_step}
 
 
-def _as_fit_with_gradients(name, fn, arrays, hint, calls=2):
+def _as_fit_with_gradients(name, fn, arrays, hint, calls=2, layer=None):
     """Call ``fn`` ``calls`` times the way fit runs a training step on this backend (compiled with an unknown batch
     size on TensorFlow, ``jax.jit`` on JAX, eagerly with gradients on PyTorch); return each call's (value, gradients
     of its sum with respect to every input) as NumPy (None where no gradient)."""
-    step = _STEPS[BACKEND](fn, arrays)
+    step = _STEPS[BACKEND](fn, arrays, layer)
     results = []
     for _ in range(calls):
         value, grads = _call(name, step, hint=hint, graph=True)
-        results.append((_array(name, value, fn),
+        results.append((_array(name, value, getattr(fn, "fn", fn)),
                         [None if g is None else keras.ops.convert_to_numpy(g).astype(np.float64) for g in grads]))
     return results
 
@@ -447,26 +455,65 @@ FROZEN_NOISE = ("gives the same z on every call: the noise is frozen. A fixed se
                 "and no seed argument (or a keras.random.SeedGenerator).")
 
 
-@_tensorflow_only
+UNSEEDED_ON_JAX = ("draws its noise without a seed: inside fit, JAX compiles the step and can draw only seeded random "
+                   "numbers. Give it a third argument, `def sample(z_mean, z_log_var, seed=None)`, and draw eps = "
+                   "keras.random.normal(keras.ops.shape(z_mean), seed=seed): the check, like a model, passes a "
+                   "keras.random.SeedGenerator, whose state moves on at every draw")
+
+
+def _takes_seed(fn):
+    """Whether the learner's sampling function has a ``seed`` parameter (the 3rd edition's way: a SeedGenerator)."""
+    try:
+        return "seed" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+class _Sampler(keras.layers.Layer):
+    """The learner's sampling function inside a layer that owns its SeedGenerator, as in a model: on JAX fit threads
+    the generator's state through its compiled step, which only a layer's own generator allows."""
+
+    def __init__(self, fn, **kwargs):
+        super().__init__(name="sampler", **kwargs)
+        self.fn = fn
+        self.seed_generator = keras.random.SeedGenerator(SEED) if _takes_seed(fn) else None
+
+    def call(self, z_mean, z_log_var):
+        if self.seed_generator is None:
+            return self.fn(z_mean, z_log_var)
+        return self.fn(z_mean, z_log_var, seed=self.seed_generator)
+
+    def compute_output_spec(self, z_mean, z_log_var):
+        return keras.KerasTensor(z_mean.shape, z_mean.dtype)
+
+
 def check_sampling(fn, n=4096):
     """Check ``fn(z_mean, z_log_var) -> z`` draws z ~ N(z_mean, exp(z_log_var)) with gradients to both inputs.
 
     Uses n x 3 draws at fixed means and log-variances with tolerances of six standard errors, so the
-    statistics cannot flake. Calls ``fn`` twice directly and twice in each of two compiled functions
-    (a known and an unknown batch size), so frozen noise and static shapes are found; it calls
-    ``keras.utils.set_random_seed`` first, which reseeds the session.
+    statistics cannot flake. Calls ``fn`` twice directly and twice more as fit runs a training step on
+    this backend (on TensorFlow in two compiled functions, a known and an unknown batch size), so frozen
+    noise and static shapes are found; it calls ``keras.utils.set_random_seed`` first, which reseeds the
+    session. A ``fn(z_mean, z_log_var, seed=None)`` is given a ``keras.random.SeedGenerator`` as its seed, as
+    a model's sampling layer would; on JAX that is the only way to draw noise inside fit.
     """
     name = _name(fn)
     hint = "It receives two float32 tensors of shape (batch, latent_dim); use keras.ops and keras.random on them."
     mean, log_var = _sampling_inputs(n)
     mu, lv = mean[0].astype(np.float64), log_var[0].astype(np.float64)
     keras.utils.set_random_seed(SEED)
-    inputs = [tf.constant(mean), tf.constant(log_var)]
-    with tf.GradientTape(persistent=True) as tape:
-        tape.watch(inputs)
-        z = _call(name, fn, *inputs, hint=hint)
-        floating = keras.ops.is_tensor(z) and z.dtype.is_floating
-        total = tf.reduce_sum(z) if floating else None
+    sampler = _Sampler(fn)
+    inputs = [_tensor(mean), _tensor(log_var)]
+    grads = None
+    if BACKEND == "tensorflow":
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(inputs)
+            z = _call(name, sampler, *inputs, hint=hint)
+            total = tf.reduce_sum(z) if _floating(z) else None
+        if total is not None:
+            grads = [None if g is None else g.numpy() for g in tape.gradient(total, inputs)]
+    else:
+        z = _call(name, sampler, *inputs, hint=hint)
     values = _array(name, z, fn)
     if values.shape != (n, 3):
         raise _fail(f"{name} returned shape {values.shape}; z must have the shape of z_mean, ({n}, 3). "
@@ -476,7 +523,7 @@ def check_sampling(fn, n=4096):
     noise = values - mu
     if np.allclose(noise, 0, atol=1e-6):
         raise _fail(f"{name} returned z_mean itself: no noise was added. {SAMPLING_FIX}", fn)
-    again = _array(name, _call(name, fn, *inputs, hint=hint), fn)
+    again = _array(name, _call(name, sampler, *inputs, hint=hint), fn)
     if again.shape == values.shape and np.allclose(again, values):
         raise _fail(f"{name} {FROZEN_NOISE}", fn)
     if np.allclose(noise, noise[:1], atol=1e-6):
@@ -486,10 +533,13 @@ def check_sampling(fn, n=4096):
         raise _fail(f"{name} uses the same noise in every latent dimension (shared across columns): "
                     "draw eps with the full shape keras.ops.shape(z_mean), not (batch, 1).", fn)
     _check_sampling_statistics(name, fn, values, mu, lv, n)
-    _check_sampling_gradients(name, fn, tape.gradient(total, inputs) if floating else None, noise)
-    _check_sampling_compiled(name, fn, hint)
+    if BACKEND == "tensorflow":
+        _check_sampling_gradients(name, fn, grads, noise)
+        _check_sampling_compiled(name, sampler, hint)
+    else:
+        _check_sampling_as_fit(name, sampler, hint)
     print(f"✓ {name}: z ~ N(z_mean, exp(z_log_var)) on {n} x 3 draws (right mean and spread, fresh noise "
-          "per example, dimension and call, also compiled with an unknown batch size), gradients reach "
+          f"per example, dimension and call, also {PASSED_AS_FIT}), gradients reach "
           "z_mean and z_log_var")
 
 
@@ -514,24 +564,42 @@ def _check_sampling_statistics(name, fn, values, mu, lv, n):
 
 
 def _check_sampling_gradients(name, fn, grads, noise):
+    """``grads``: NumPy gradients of sum(z) with respect to (z_mean, z_log_var), None where none flows."""
     outside = (f"{name}: no gradient reaches {{}}, so the encoder could not learn: z was computed outside "
-               "TensorFlow (NumPy, .numpy()) or behind stop_gradient. Compute z with keras.ops from the tensors "
+               "keras.ops (NumPy, .numpy()) or behind stop_gradient. Compute z with keras.ops from the tensors "
                "you receive.")
     if grads is None:
         raise _fail(outside.format("z_mean and z_log_var (z is not a tensor)"), fn)
     d_mean, d_log_var = grads
-    if d_mean is None:
+    if d_mean is None or not np.any(d_mean):
         raise _fail(outside.format("z_mean"), fn)
-    if d_log_var is None or not np.any(d_log_var.numpy()):
+    if d_log_var is None or not np.any(d_log_var):
         raise _fail(outside.format("z_log_var"), fn)
-    if not (np.allclose(d_mean.numpy(), 1.0, rtol=1e-4, atol=1e-5)
-            and np.allclose(d_log_var.numpy(), 0.5 * noise, rtol=1e-3, atol=1e-4)):
+    if not (np.allclose(d_mean, 1.0, rtol=1e-4, atol=1e-5)
+            and np.allclose(d_log_var, 0.5 * noise, rtol=1e-3, atol=1e-4)):
         raise _fail(f"{name}: dz/dz_mean should be 1 and dz/dz_log_var 0.5 * sigma * eps; is eps itself "
                     f"computed from the inputs? {SAMPLING_FIX}", fn)
 
 
+def _check_sampling_as_fit(name, sampler, hint):
+    """JAX and PyTorch: twice as fit runs a step (``jax.jit`` threading the seed state; eagerly with gradients):
+    fresh noise on each call, and the gradients of z."""
+    mean, log_var = _sampling_inputs(64)
+    try:
+        results = _as_fit_with_gradients(name, sampler, (mean, log_var), hint, layer=sampler)
+    except CheckFailed as err:
+        if "only use seeded random ops" in str(err.__cause__):
+            raise _fail(f"{name} {UNSEEDED_ON_JAX}.", sampler.fn) from None
+        raise
+    (first, grads), (second, _) = results
+    _check_sampling_gradients(name, sampler.fn, grads, first - mean[0])
+    if np.allclose(first, second):
+        raise _fail(f"{name} works when called directly, but{AS_FIT} it {FROZEN_NOISE}", sampler.fn)
+
+
 def _check_sampling_compiled(name, fn, hint):
-    """As fit runs it: twice per compiled function, first with a known batch size, then an unknown one."""
+    """TensorFlow, as fit runs it: twice per compiled function, first with a known batch size, then an unknown one."""
+    code = getattr(fn, "fn", fn)  # the learner's function inside the _Sampler layer
     mean, log_var = _sampling_inputs(64)
     known = [tf.TensorSpec(mean.shape, tf.float32)] * 2
 
@@ -560,10 +628,10 @@ def _check_sampling_compiled(name, fn, hint):
             draws.append(z.numpy())
             if grads[0] is None or grads[1] is None:
                 raise _fail(f"{name}: inside a compiled function no gradient reaches z_mean or z_log_var. "
-                            f"{SAMPLING_FIX}", fn)
+                            f"{SAMPLING_FIX}", code)
         if np.allclose(draws[0], draws[1]):
             raise _fail(f"{name} works when called directly, but inside a compiled function (as in fit) it "
-                        f"{FROZEN_NOISE}", fn)
+                        f"{FROZEN_NOISE}", code)
 
 
 # 2. KL divergence -----------------------------------------------------------------------------
