@@ -406,20 +406,53 @@ class VAE(keras.Model):
 
 
 class ComputeLossVAE(keras.Model):
-    """The other route: call() plus compute_loss(), Keras' own train_step."""
+    """The route that runs on every backend (the book's 3rd edition): call() plus compute_loss(), Keras' own train_step,
+    the noise drawn with the model's own SeedGenerator. The class attributes are the parts a test can get wrong."""
+
+    per_example = staticmethod(elbo_with())
+    reduce = staticmethod(ops.mean)
+    sample = staticmethod(sampling)
 
     def __init__(self, encoder, decoder, **kwargs):
         super().__init__(**kwargs)
         self.encoder = encoder
         self.decoder = decoder
+        self.seed_generator = keras.random.SeedGenerator(0)
 
     def call(self, x):
         z_mean, z_log_var = self.encoder(x)
-        return self.decoder(sampling(z_mean, z_log_var)), z_mean, z_log_var
+        return self.decoder(self.sample(z_mean, z_log_var, self.seed_generator)), z_mean, z_log_var
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         x_decoded, z_mean, z_log_var = y_pred
-        return ops.mean(reconstruction_loss(x, x_decoded) + kl_divergence(z_mean, z_log_var))
+        return self.reduce(self.per_example(x, x_decoded, z_mean, z_log_var))
+
+
+def compute_loss_vae(**parts):
+    return type("VAE", (ComputeLossVAE,), {k: staticmethod(v) for k, v in parts.items()})
+
+
+class MeanInLayer(keras.layers.Layer):
+    """Updates a metric inside call, as the package's loss layer once did: fit cannot run it on JAX."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.tracker = keras.metrics.Mean(name="z_mean_mean")
+
+    def call(self, z_mean):
+        self.tracker.update_state(z_mean)
+        return z_mean
+
+
+class MetricInLayerVAE(ComputeLossVAE):
+    def __init__(self, encoder, decoder, **kwargs):
+        super().__init__(encoder, decoder, **kwargs)
+        self.watch = MeanInLayer()
+
+    def call(self, x):
+        z_mean, z_log_var = self.encoder(x)
+        z_mean = self.watch(z_mean)
+        return self.decoder(sampling(z_mean, z_log_var, self.seed_generator)), z_mean, z_log_var
 
 
 def vae(**parts):
@@ -507,11 +540,41 @@ WRONG_TRAIN_STEP = {
 }
 
 
-@TENSORFLOW_ONLY
-@pytest.mark.parametrize("model_class", [VAE, ComputeLossVAE], ids=["train_step", "compute_loss"])
+@pytest.mark.parametrize("model_class", [pytest.param(VAE, marks=TENSORFLOW_ONLY), ComputeLossVAE],
+                         ids=["train_step", "compute_loss"])
 def test_train_step_passes(model_class, capsys):
     checks.check_train_step(model_class)
     assert "mean negative ELBO" in check_line(capsys)
+
+
+def unseeded(m, lv, seed=None):
+    return sampling(m, lv)  # the model's generator is not passed on
+
+
+# compute_loss with Keras' own train_step: the same code on every backend, so the same mistakes everywhere.
+WRONG_COMPUTE_LOSS = {
+    "summed over the batch": (compute_loss_vae(reduce=ops.sum), "summed over the batch"),
+    "per-pixel mean": (compute_loss_vae(per_example=elbo_with(recon=lambda x, p: ops.mean(pixel_bce(x, p), axis=(1, 2, 3)))),
+                       "mean over the 784 pixels"),
+    "KL missing": (compute_loss_vae(per_example=lambda x, p, m, lv: reconstruction_loss(x, p)), "leaves out the KL"),
+    "KL sign": (compute_loss_vae(per_example=elbo_with(kl=lambda m, lv: -kl_divergence(m, lv))), "wrong sign"),
+    "KL halved a second time": (compute_loss_vae(per_example=elbo_with(kl=lambda m, lv: 0.5 * kl_divergence(m, lv))),
+                                "1/2 is applied twice"),
+    "the book's beta": (compute_loss_vae(per_example=elbo_with(kl=lambda m, lv: 0.392 * kl_divergence(m, lv))), "0.784"),
+    "the book's whole loss": (compute_loss_vae(per_example=book_per_example), "1st edition's loss"),
+    "never samples": (compute_loss_vae(sample=lambda m, lv, seed: m), "never samples", "z = z_mean"),
+    "the book's sigma": (compute_loss_vae(sample=lambda m, lv, seed: m + ops.exp(lv) * normal(m, seed)), "book's convention"),
+    "fixed seed": (compute_loss_vae(sample=lambda m, lv, seed: m + ops.exp(0.5 * lv) * normal(m, 42)),
+                   "same noise in two steps", "seed"),
+    "one draw for the batch": (compute_loss_vae(sample=lambda m, lv, seed: m + ops.exp(0.5 * lv) * keras.random.normal(
+        (1, 2), seed=seed)), "whole batch"),
+    "stop_gradient on z": (compute_loss_vae(sample=lambda m, lv, seed: ops.stop_gradient(sampling(m, lv, seed))),
+                           "flow back through z"),
+    "no seed": (compute_loss_vae(sample=unseeded), *on(tensorflow=(None,), jax=("without a seed", "SeedGenerator()"),
+                                                       torch=(None,))),
+    "metric updated in a layer's call": (MetricInLayerVAE, *on(tensorflow=(None,), jax=("compute_loss", "not in a layer's call"),
+                                                               torch=(None,))),
+}
 
 
 @TENSORFLOW_ONLY
@@ -549,7 +612,7 @@ def test_fit_history_ignores_a_lone_loss_returned_by_train_step():
     (checks.check_kl_divergence, losses.kl_divergence),
     (checks.check_reconstruction_loss, losses.reconstruction_loss),
     (checks.check_vae_loss_layer, losses.VAELoss),
-    pytest.param(checks.check_train_step, models.VAE, marks=TENSORFLOW_ONLY),  # the add_loss route: a loss layer inside call()
+    (checks.check_train_step, models.VAE),  # the add_loss route: a loss layer inside call()
 ], ids=["sampling layer", "sampling", "kl", "reconstruction", "loss layer", "VAE"])
 def test_the_packages_own_implementations_pass(check, code, capsys):
     """The checks' independent references agree with vae_helpers.losses and models."""
@@ -571,11 +634,15 @@ def test_check_number_passes_within_tolerance_and_says_how_far_off(capsys):
 PACKAGE_SAMPLING = models.Sampling(seed=0)  # one layer: its seed generator moves on at every call
 
 
-MISTAKES = [pytest.param(check, entry[0], entry[1:], id=f"{check.__name__}: {name}",
-                         marks=[TENSORFLOW_ONLY] if check is checks.check_train_step else [])
-            for check, table in ((checks.check_sampling, WRONG_SAMPLING), (checks.check_kl_divergence, WRONG_KL),
-                                 (checks.check_reconstruction_loss, WRONG_RECONSTRUCTION),
-                                 (checks.check_vae_loss_layer, WRONG_LAYER), (checks.check_train_step, WRONG_TRAIN_STEP))
+MISTAKES = [pytest.param(check, entry[0], entry[1:], id=f"{label}: {name}",
+                         marks=[TENSORFLOW_ONLY] if table is WRONG_TRAIN_STEP else [])
+            for check, label, table in (
+                (checks.check_sampling, "check_sampling", WRONG_SAMPLING),
+                (checks.check_kl_divergence, "check_kl_divergence", WRONG_KL),
+                (checks.check_reconstruction_loss, "check_reconstruction_loss", WRONG_RECONSTRUCTION),
+                (checks.check_vae_loss_layer, "check_vae_loss_layer", WRONG_LAYER),
+                (checks.check_train_step, "check_train_step (GradientTape)", WRONG_TRAIN_STEP),
+                (checks.check_train_step, "check_train_step (compute_loss)", WRONG_COMPUTE_LOSS))
             for name, entry in table.items()]
 
 
@@ -657,34 +724,32 @@ def reference_vae(loop_data):
     return trained(models.build_vae(2), loop_data[0], epochs=2)
 
 
-@TENSORFLOW_ONLY
 def test_check_my_vae_refuses_an_untrained_model_and_names_a_broken_class(reference_vae, loop_data):
-    untrained = VAE(models.build_encoder(2), models.build_decoder(2))
+    untrained = ComputeLossVAE(models.build_encoder(2), models.build_decoder(2))
     fails(lambda m: checks.check_my_vae(m, reference_vae, loop_data[1]), untrained, "not been trained")
     fails(lambda m: checks.check_my_vae(reference_vae, m, loop_data[1]), untrained, "reference", "not been trained")
     fails(lambda m: checks.check_my_vae(m, reference_vae, loop_data[1]), keras.Sequential([keras.Input((2,))]),
           "no encoder and decoder")
-    broken = vae(sample=lambda m, lv: m)(models.build_encoder(2), models.build_decoder(2))
+    broken = compute_loss_vae(sample=lambda m, lv, seed: m)(models.build_encoder(2), models.build_decoder(2))
     broken.compile(optimizer=keras.optimizers.SGD(1e-3))
     broken.fit(np.zeros((16, 28, 28, 1), np.float32), batch_size=16, verbose=0)
     fails(lambda m: checks.check_my_vae(m, reference_vae, loop_data[1]), broken, "one-step check", "never samples")
-    wider = trained(VAE(models.build_encoder(3), models.build_decoder(3)), loop_data[0], steps=1)
+    wider = trained(ComputeLossVAE(models.build_encoder(3), models.build_decoder(3)), loop_data[0], steps=1)
     fails(lambda m: checks.check_my_vae(m, reference_vae, loop_data[1]), wider, "3 latent dimensions", "same size")
 
 
-@TENSORFLOW_ONLY
 def test_check_my_vae_passes_a_right_model_trained_alike_and_fails_one_trained_less(reference_vae, loop_data,
                                                                                    capsys):
     """Same class, same data and epochs: within the tolerance. One step of training: far below, and said so."""
     from vae_helpers import set_seed
 
     set_seed(1)
-    mine = trained(VAE(models.build_encoder(2), models.build_decoder(2)), loop_data[0], epochs=2)
+    mine = trained(ComputeLossVAE(models.build_encoder(2), models.build_decoder(2)), loop_data[0], epochs=2)
     checks.check_my_vae(mine, reference_vae, loop_data[1], seed=0)
     line = check_line(capsys)
     assert "validation ELBO" in line and "models.VAE" in line, line
     set_seed(1)
-    barely = trained(VAE(models.build_encoder(2), models.build_decoder(2)), loop_data[0], steps=1)
+    barely = trained(ComputeLossVAE(models.build_encoder(2), models.build_decoder(2)), loop_data[0], steps=1)
     message = fails(lambda m: checks.check_my_vae(m, reference_vae, loop_data[1], seed=0), barely, "validation ELBO")
     gap = [float(v) for v in __import__("re").findall(r"ELBO (-?[\d.]+) nats against (-?[\d.]+)", message)[0]]
     assert gap[0] < gap[1] - checks.MY_VAE_TOLERANCE, message

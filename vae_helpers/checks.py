@@ -1,13 +1,15 @@
 """Check cells for the write-it-yourself parts of the VAE notebooks.
 
-Each ``check_*`` function runs a learner's code the way ``fit`` will: more than once, inside a
-compiled ``tf.function`` whose batch size is unknown, and with gradients. Those that compile or
-differentiate run on the TensorFlow backend only, for now; on JAX or PyTorch they say so. It compares the results
-with a reference computed independently here (NumPy in float64, or TensorFlow on our own forward
-pass). Right code gets one line starting with "✓ "; wrong code raises ``CheckFailed``, whose message
-names the mistake it recognised (wrong sign, missing 1/2, frozen noise, ...) and says what to change.
-In Jupyter a ``CheckFailed`` shows as that message and the line of the learner's code involved, not
-as a traceback through this module.
+Each ``check_*`` function runs a learner's code the way ``fit`` will on the backend Keras runs on: more
+than once, with gradients, and compiled where fit compiles (a ``tf.function`` whose batch size is
+unknown on TensorFlow, ``jax.jit`` on JAX; PyTorch runs eagerly). It compares the results with a
+reference computed independently here, in NumPy and float64. Right code gets one line starting with
+"✓ "; wrong code raises ``CheckFailed``, whose message names the mistake it recognised (wrong sign,
+missing 1/2, frozen noise, ...) and says what to change. The same mistakes are named on every backend,
+except where fit itself treats the code differently (``z.shape`` works inside JAX's and PyTorch's
+steps; NumPy inside PyTorch's eager step fails on the gradient, not on the graph). In Jupyter a
+``CheckFailed`` shows as that message and the line of the learner's code involved, not as a
+traceback through this module.
 
 The reference inputs are built afresh for every call, and Keras' global settings are restored after
 the learner's code runs, so no answer can change what a later check compares against.
@@ -74,18 +76,6 @@ class CheckFailed(AssertionError):
         if where:
             shown.append(f"  → your code, {where}")
         return shown
-
-
-def _tensorflow_only(check):
-    """The checks that compile and differentiate the learner's code with TensorFlow: on JAX or PyTorch they say so."""
-    @functools.wraps(check)
-    def wrapper(*args, **kwargs):
-        if BACKEND != "tensorflow":
-            raise CheckFailed(f"{check.__name__} runs on the TensorFlow backend only for now, and this kernel runs on "
-                              f"{BACKEND}: restart the kernel without KERAS_BACKEND (or with KERAS_BACKEND=tensorflow) "
-                              "to check this cell (README: Other backends).")
-        return check(*args, **kwargs)
-    return wrapper
 
 
 def _is_learner_file(filename):
@@ -878,10 +868,11 @@ class _RecordCodes(keras.layers.Layer):
         self.count = self.add_weight(shape=(), initializer="zeros", trainable=False, name="count")
 
     def call(self, z):
-        slot = tf.reshape(tf.cast(tf.minimum(self.count, _SLOTS - 1), tf.int32), (1, 1))
-        update = tf.reshape(tf.cast(z, tf.float32), (1, BATCH, LATENT_DIM))
-        self.codes.assign(tf.tensor_scatter_nd_update(self.codes.value, slot, update))
-        self.count.assign_add(1.0)
+        slot = keras.ops.one_hot(keras.ops.cast(keras.ops.minimum(self.count, _SLOTS - 1), "int32"), _SLOTS)
+        slot = keras.ops.reshape(slot, (_SLOTS, 1, 1))
+        update = keras.ops.reshape(keras.ops.cast(z, "float32"), (1, BATCH, LATENT_DIM))
+        self.codes.assign(self.codes * (1.0 - slot) + slot * update)
+        self.count.assign(self.count + 1.0)
         return z
 
     def compute_output_shape(self, input_shape):
@@ -917,21 +908,29 @@ def _posterior64(weights, x):
 
 def _reference_step(weights, x, eps):
     """Per-example reconstruction and KL (float64), the gradient of the mean negative ELBO with the noise
-    ``eps`` and that of the mean reconstruction alone, on our own forward pass."""
-    w = [tf.Variable(np.asarray(v, np.float64)) for v in weights]
-    xs = tf.constant(x.reshape(len(x), -1), tf.float64)
-    with tf.GradientTape(persistent=True) as tape:
-        h = tf.nn.relu(xs @ w[0] + w[1])
-        mu, lv = h @ w[2] + w[3], h @ w[4] + w[5]
-        z = mu + tf.exp(0.5 * lv) * tf.constant(eps, tf.float64)
-        p = tf.sigmoid(z @ w[6] + w[7])
-        recon = -tf.reduce_sum(xs * tf.math.log(p) + (1 - xs) * tf.math.log(1 - p), axis=-1)
-        kl = 0.5 * tf.reduce_sum(tf.exp(lv) + mu**2 - 1 - lv, axis=-1)
-        kl_log_sigma = 0.5 * tf.reduce_sum(tf.exp(2 * lv) + mu**2 - 1 - 2 * lv, axis=-1)
-        loss = tf.reduce_mean(recon + kl)
-        recon_only = tf.reduce_mean(recon)
-    grads, recon_grads = tape.gradient(loss, w), tape.gradient(recon_only, w)
-    return recon.numpy(), kl.numpy(), kl_log_sigma.numpy(), [g.numpy() for g in grads], [g.numpy() for g in recon_grads]
+    ``eps`` and that of the mean reconstruction alone: our own forward pass and backpropagation, in NumPy."""
+    w = [np.asarray(v, np.float64) for v in weights]
+    n, xs = len(x), x.reshape(len(x), -1).astype(np.float64)
+    pre = xs @ w[0] + w[1]
+    h = np.maximum(pre, 0)
+    mu, lv = h @ w[2] + w[3], h @ w[4] + w[5]
+    sigma = np.exp(0.5 * lv)
+    z = mu + sigma * eps
+    p = 1 / (1 + np.exp(-(z @ w[6] + w[7])))
+    recon = -np.sum(xs * np.log(p) + (1 - xs) * np.log(1 - p), axis=-1)
+    kl = 0.5 * np.sum(np.exp(lv) + mu**2 - 1 - lv, axis=-1)
+    kl_log_sigma = 0.5 * np.sum(np.exp(2 * lv) + mu**2 - 1 - 2 * lv, axis=-1)
+
+    def backward(with_kl):
+        d_logits = (p - xs) / n  # d(mean cross-entropy)/d(logits) of a sigmoid output
+        d_z = d_logits @ w[6].T
+        d_mu = d_z + (mu / n if with_kl else 0)
+        d_lv = d_z * 0.5 * sigma * eps + (0.5 * (np.exp(lv) - 1) / n if with_kl else 0)
+        d_pre = (d_mu @ w[2].T + d_lv @ w[4].T) * (pre > 0)
+        return [xs.T @ d_pre, d_pre.sum(0), h.T @ d_mu, d_mu.sum(0), h.T @ d_lv, d_lv.sum(0),
+                z.T @ d_logits, d_logits.sum(0)]
+
+    return recon, kl, kl_log_sigma, backward(True), backward(False)
 
 
 class _BadReturn(Exception):
@@ -946,7 +945,8 @@ def _probe_class(model_class):
             result = getattr(super(Probe, self), method)(*args, **kwargs)
             if result is None:
                 raise _BadReturn(f"{method} {STUB}")
-            if method == "train_step" and not isinstance(result, dict):
+            logs = result[0] if BACKEND == "jax" and method == "train_step" and isinstance(result, tuple) else result
+            if method == "train_step" and not isinstance(logs, dict):  # on JAX train_step returns (logs, state)
                 what = "a tensor" if keras.ops.is_tensor(result) else f"a {type(result).__name__}"
                 raise _BadReturn(f"train_step returned {what}, not a dict")
             return result
@@ -964,9 +964,16 @@ class _StepRecorder(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.logs.append(logs)
-        self.weights.append([v.numpy() for v in self.variables])
+        _ = self.model  # on JAX, reading the model brings its variables up to date with the compiled step
+        self.weights.append([keras.ops.convert_to_numpy(v) for v in self.variables])
 
 
+UNSEEDED_IN_MODEL = ("draws its noise without a seed: inside fit, JAX compiles the step and can draw only seeded random "
+                     "numbers. Create the generator once, `self.seed_generator = keras.random.SeedGenerator()` in "
+                     "__init__, and draw with seed=self.seed_generator (sample(z_mean, z_log_var, self.seed_generator)): "
+                     "fit then carries its state from step to step.")
+METRIC_IN_LAYER = ("fit raised 'NoneType' object is not callable, which on JAX means a metric was updated inside a "
+                   "layer's call: update metrics in the model's compute_loss (or train_step), not in a layer's call.")
 NO_GRADIENTS = ("tape.gradient found no path from the loss to any weight: compute the loss inside the "
                 "`with tf.GradientTape() as tape:` block (encode, sample, decode and the loss, all indented under "
                 "it), and call tape.gradient(loss, self.trainable_weights) after the block.")
@@ -975,7 +982,6 @@ NO_SAMPLING = ("never samples: the decoder received z_mean itself (z = z_mean). 
                "and z_log_var is trained by the KL alone.")
 
 
-@_tensorflow_only
 def check_train_step(model_class):
     """Check a ``keras.Model`` subclass ``model_class(encoder, decoder)`` whose train_step (or compute_loss)
     trains a VAE, the way fit runs it: two SGD steps in fit's compiled graph, on a tiny network whose
@@ -990,7 +996,7 @@ def check_train_step(model_class):
         raise _fail(f"{name} overrides neither train_step nor compute_loss: write train_step (replace the `...`).",
                     model_class)
     encoder, decoder, recorder, variables, x = _tiny_vae_parts()
-    before = [v.numpy() for v in variables]
+    before = [keras.ops.convert_to_numpy(v) for v in variables]
     model = _call(name, _probe_class(model_class), encoder, decoder,
                   hint="The check creates it as model_class(encoder, decoder).")
     try:
@@ -1005,14 +1011,14 @@ def check_train_step(model_class):
     steps = _StepRecorder(variables)
     keras.utils.set_random_seed(SEED)
     _fit_steps(name, model, model_class, x, steps)
-    calls = int(recorder.count.numpy())
+    calls = int(keras.ops.convert_to_numpy(recorder.count))
     if calls == 0:
         raise _fail(f"{name}'s step never called self.decoder on a batch of codes: decode the sampled z with "
                     "self.decoder(z) inside the tape.", model_class)
     if calls != STEPS:
         raise _fail(f"{name} calls the decoder {calls / STEPS:g} times per step: decode once per step, the "
                     "sampled z.", model_class)
-    codes, previous_eps = recorder.codes.numpy().astype(np.float64), None
+    codes, previous_eps = keras.ops.convert_to_numpy(recorder.codes).astype(np.float64), None
     for step in range(STEPS):
         weights = before if step == 0 else steps.weights[step - 1]
         eps = _check_sampled_codes(name, codes[step], *_posterior64(weights, x), previous_eps, model_class)
@@ -1039,6 +1045,10 @@ def _fit_steps(name, model, model_class, x, steps):
     except Exception as err:
         if "No gradients provided" in str(err):
             raise _fail(f"{name}: {NO_GRADIENTS}", model_class) from err
+        if "only use seeded random ops" in str(err):
+            raise _fail(f"{name} {UNSEEDED_IN_MODEL}", model_class) from err
+        if BACKEND == "jax" and "'NoneType' object is not callable" in str(err):
+            raise _fail(f"{name}: {METRIC_IN_LAYER}", model_class) from err
         graph = ("numpy" in str(err).lower() or "SymbolicTensor" in str(err) or "None" in str(err)) and (
             f" {GRAPH_FIX}")
         raise CheckFailed(f"fit raised {_brief(err)} in {name}.{graph or ''}") from err
@@ -1053,6 +1063,10 @@ def _check_sampled_codes(name, z, mu, lv, previous_eps, code):
     diff = z - mu
     if np.allclose(diff, 0, atol=1e-4):
         raise _fail(f"{name} {NO_SAMPLING}", code)
+    shared = [diff / np.maximum(rule(lv), 1e-12) for _, rule in SCALE_RULES]
+    if any(np.allclose(e, e[:1], atol=1e-4) for e in shared):  # whatever its sigma: one draw for all examples
+        raise _fail(f"{name} gives every example the same noise (one draw shared by the whole batch): draw eps "
+                    "with the full shape keras.ops.shape(z_mean).", code)
     scores = []
     for text, rule in SCALE_RULES:
         sigma = np.maximum(rule(lv), 1e-12)
@@ -1061,9 +1075,6 @@ def _check_sampled_codes(name, z, mu, lv, previous_eps, code):
     if best:
         raise _fail(f"{name}: its sampling {best}. {SAMPLING_FIX}", code)
     eps = diff / np.exp(0.5 * lv)
-    if np.allclose(eps, eps[:1], atol=1e-4):
-        raise _fail(f"{name} gives every example the same noise (one draw shared by the whole batch): draw eps "
-                    "with the full shape keras.ops.shape(z_mean).", code)
     if previous_eps is not None and np.allclose(eps, previous_eps, atol=1e-3):
         raise _fail(f"{name} decoded z with the same noise in two steps: {FROZEN_NOISE}", code)
     if abs(eps.std() - 1) > 0.35 or abs(eps.mean()) > 0.45:
@@ -1165,7 +1176,6 @@ def _trained_vae(model, role, name):
     return int(model.decoder.input_shape[-1])
 
 
-@_tensorflow_only
 def check_my_vae(model, reference, x_val, seed=0, tolerance=MY_VAE_TOLERANCE):
     """Close the loop: the learner's trained VAE must score about as well as ``models.VAE`` trained the same way.
 
