@@ -1027,7 +1027,9 @@ def check_train_step(model_class):
                              model_class)
         _check_update(name, weights, steps.weights[step], grads, recon_grads, n_encoder=6, code=model_class)
         previous_eps = eps
-    print(f"✓ {name}: two SGD steps in fit's compiled graph sample z = z_mean + exp(0.5 * z_log_var) * eps with "
+    where = {"tensorflow": "in fit's compiled graph", "jax": "in fit's jax.jit-compiled step",
+             "torch": "run by fit, eagerly with gradients,"}[BACKEND]
+    print(f"✓ {name}: two SGD steps {where} sample z = z_mean + exp(0.5 * z_log_var) * eps with "
           "fresh noise, report the mean negative ELBO as 'loss' and move encoder and decoder weights by "
           "-learning_rate * gradient")
 
