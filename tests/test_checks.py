@@ -419,7 +419,7 @@ class ComputeLossVAE(keras.Model):
         self.decoder = decoder
         self.seed_generator = keras.random.SeedGenerator(0)
 
-    def call(self, x):
+    def call(self, x, training=False):
         z_mean, z_log_var = self.encoder(x)
         return self.decoder(self.sample(z_mean, z_log_var, self.seed_generator)), z_mean, z_log_var
 
@@ -449,7 +449,7 @@ class MetricInLayerVAE(ComputeLossVAE):
         super().__init__(encoder, decoder, **kwargs)
         self.watch = MeanInLayer()
 
-    def call(self, x):
+    def call(self, x, training=False):
         z_mean, z_log_var = self.encoder(x)
         z_mean = self.watch(z_mean)
         return self.decoder(sampling(z_mean, z_log_var, self.seed_generator)), z_mean, z_log_var
@@ -540,11 +540,85 @@ WRONG_TRAIN_STEP = {
 }
 
 
-@pytest.mark.parametrize("model_class", [pytest.param(VAE, marks=TENSORFLOW_ONLY), ComputeLossVAE],
-                         ids=["train_step", "compute_loss"])
+def own_train_step(zero_grad=True, backward=True, apply=True, report_loss=True):
+    """A train_step written for this backend around ComputeLossVAE's compute_loss, as notebook 03's learner writes it;
+    each flag is a part a learner can leave out."""
+    if BACKEND == "tensorflow":
+        def train_step(self, x):
+            with tf.GradientTape() as tape:
+                loss = self.compute_loss(x=x, y_pred=self(x, training=True))
+            if apply:
+                self.optimizer.apply_gradients(zip(tape.gradient(loss, self.trainable_weights), self.trainable_weights))
+            for metric in self.metrics:
+                if metric.name == "loss" and report_loss:
+                    metric.update_state(loss)
+            return {metric.name: metric.result() for metric in self.metrics}
+    elif BACKEND == "jax":
+        import jax
+
+        def train_step(self, state, x):
+            trainable, non_trainable, optimizer_state, metrics_state = state
+
+            def loss_and_updates(trainable, non_trainable, metrics_state):
+                y_pred, non_trainable = self.stateless_call(trainable, non_trainable, x, training=True)
+                loss, (_, non_trainable, metrics_state) = self.stateless_compute_loss(
+                    trainable, non_trainable, metrics_state, x=x, y_pred=y_pred)
+                return loss, (non_trainable, metrics_state)
+
+            (loss, (non_trainable, metrics_state)), grads = jax.value_and_grad(loss_and_updates, has_aux=True)(
+                trainable, non_trainable, metrics_state)
+            new_trainable, optimizer_state = self.optimizer.stateless_apply(optimizer_state, grads, trainable)
+            logs, updated = {}, []
+            for metric in self.metrics:
+                own = metrics_state[len(updated):len(updated) + len(metric.variables)]
+                if metric.name == "loss" and report_loss:
+                    own = metric.stateless_update_state(own, loss)
+                logs[metric.name] = metric.stateless_result(own)
+                updated += own
+            return logs, (new_trainable if apply else trainable, non_trainable, optimizer_state, updated)
+    else:
+        import torch
+
+        def train_step(self, x):
+            if zero_grad:
+                self.zero_grad()
+            loss = self.compute_loss(x=x, y_pred=self(x, training=True))
+            if backward:
+                loss.backward()
+            if apply:
+                with torch.no_grad():
+                    self.optimizer.apply([w.value.grad for w in self.trainable_weights], self.trainable_weights)
+            for metric in self.metrics:
+                if metric.name == "loss" and report_loss:
+                    metric.update_state(loss)
+            return {metric.name: metric.result() for metric in self.metrics}
+    return type("TrainStepVAE", (ComputeLossVAE,), {"train_step": train_step})
+
+
+# The train_step each backend's learner writes in notebook 03, and what each leaves out.
+WRONG_OWN_TRAIN_STEP = {
+    "weights not updated": (own_train_step(apply=False), "no weight changed",
+                            on(tensorflow="apply_gradients", jax="stateless_apply", torch="optimizer.apply")),
+    "'loss' tracker not updated": (own_train_step(report_loss=False), "loss of exactly 0", "'loss'"),
+}
+if BACKEND == "torch":
+    WRONG_OWN_TRAIN_STEP.update({
+        "no zero_grad": (own_train_step(zero_grad=False), "accumulate", "self.zero_grad()"),
+        "no backward": (own_train_step(backward=False), "loss.backward()"),
+    })
+
+
+@pytest.mark.parametrize("model_class", [pytest.param(VAE, marks=TENSORFLOW_ONLY), ComputeLossVAE, own_train_step()],
+                         ids=["GradientTape", "compute_loss", "own train_step"])
 def test_train_step_passes(model_class, capsys):
     checks.check_train_step(model_class)
     assert "mean negative ELBO" in check_line(capsys)
+
+
+@pytest.mark.parametrize("model_class, phrases", [(v[0], v[1:]) for v in WRONG_OWN_TRAIN_STEP.values()],
+                         ids=WRONG_OWN_TRAIN_STEP)
+def test_own_train_step_mistakes_are_named(model_class, phrases):
+    fails(checks.check_train_step, model_class, *phrases)
 
 
 def unseeded(m, lv, seed=None):

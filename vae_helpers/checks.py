@@ -974,11 +974,17 @@ UNSEEDED_IN_MODEL = ("draws its noise without a seed: inside fit, JAX compiles t
                      "fit then carries its state from step to step.")
 METRIC_IN_LAYER = ("fit raised 'NoneType' object is not callable, which on JAX means a metric was updated inside a "
                    "layer's call: update metrics in the model's compute_loss (or train_step), not in a layer's call.")
-NO_GRADIENTS = ("tape.gradient found no path from the loss to any weight: compute the loss inside the "
-                "`with tf.GradientTape() as tape:` block (encode, sample, decode and the loss, all indented under "
-                "it), and call tape.gradient(loss, self.trainable_weights) after the block.")
+NO_GRADIENTS = {
+    "tensorflow": ("tape.gradient found no path from the loss to any weight: compute the loss inside the "
+                   "`with tf.GradientTape() as tape:` block (encode, sample, decode and the loss, all indented under "
+                   "it), and call tape.gradient(loss, self.trainable_weights) after the block."),
+    "jax": ("no gradient reached any weight: differentiate a function of the trainable variables (run the model with "
+            "self.stateless_call(trainable, ...) inside it) with jax.value_and_grad."),
+    "torch": ("no gradient reached any weight: call loss.backward() after computing the loss, and before reading "
+              "each weight's .value.grad."),
+}[BACKEND]
 NO_SAMPLING = ("never samples: the decoder received z_mean itself (z = z_mean). Draw z with your sample(z_mean, "
-               "z_log_var) inside the tape: without noise the decoder never learns the neighbourhood of each code, "
+               "z_log_var, seed) in the step: without noise the decoder never learns the neighbourhood of each code, "
                "and z_log_var is trained by the KL alone.")
 
 
@@ -1019,14 +1025,16 @@ def check_train_step(model_class):
         raise _fail(f"{name} calls the decoder {calls / STEPS:g} times per step: decode once per step, the "
                     "sampled z.", model_class)
     codes, previous_eps = keras.ops.convert_to_numpy(recorder.codes).astype(np.float64), None
+    previous_grads = None
     for step in range(STEPS):
         weights = before if step == 0 else steps.weights[step - 1]
         eps = _check_sampled_codes(name, codes[step], *_posterior64(weights, x), previous_eps, model_class)
         recon, kl, kl_log_sigma, grads, recon_grads = _reference_step(weights, x, eps)
         _check_reported_loss(name, steps.logs[step], _elbo_variants(recon, kl, kl_log_sigma, LATENT_DIM),
                              model_class)
-        _check_update(name, weights, steps.weights[step], grads, recon_grads, n_encoder=6, code=model_class)
-        previous_eps = eps
+        _check_update(name, weights, steps.weights[step], grads, recon_grads, n_encoder=6, code=model_class,
+                      previous_grads=previous_grads)
+        previous_eps, previous_grads = eps, grads
     where = {"tensorflow": "in fit's compiled graph", "jax": "in fit's jax.jit-compiled step",
              "torch": "run by fit, eagerly with gradients,"}[BACKEND]
     print(f"✓ {name}: two SGD steps {where} sample z = z_mean + exp(0.5 * z_log_var) * eps with "
@@ -1093,12 +1101,27 @@ def _check_reported_loss(name, logs, variants, code=None):
     if loss.size != 1:
         raise _fail(f"{name}: the loss has shape {loss.shape}, not one number: average the per-example "
                     f"loss over the batch (keras.ops.mean). {ELBO_FIX}", code)
+    if float(loss) == 0.0:
+        raise _fail(f"{name} reports a loss of exactly 0: the tracker named 'loss' was never updated. Update it with "
+                    "the step's loss before returning the metrics' results (in a train_step of your own, Keras "
+                    "updates nothing for you).", code)
     _check_loss_value(name, float(loss), variants, code=code)
 
 
-def _check_update(name, before, after, grads, recon_grads, n_encoder, code=None):
+APPLY_GRADIENTS = {
+    "tensorflow": "call self.optimizer.apply_gradients(zip(grads, self.trainable_weights)) with grads = "
+                  "tape.gradient(loss, self.trainable_weights)",
+    "jax": "apply the gradients with trainable, optimizer_state = self.optimizer.stateless_apply(optimizer_state, "
+           "gradients, trainable) and return that new trainable state in the state train_step returns",
+    "torch": "call loss.backward(), then self.optimizer.apply([w.value.grad for w in self.trainable_weights], "
+             "self.trainable_weights) inside `with torch.no_grad():`",
+}[BACKEND]
+
+
+def _check_update(name, before, after, grads, recon_grads, n_encoder, code=None, previous_grads=None):
     """Compare the weight change with -learning_rate * gradient: all weights, then decoder and encoder
-    (``recon_grads``, the gradient of the reconstruction alone, names a KL left out of the differentiated loss)."""
+    (``recon_grads``, the gradient of the reconstruction alone, names a KL left out of the differentiated loss;
+    ``previous_grads``, the last step's, names gradients that PyTorch accumulated across steps)."""
     flat = lambda arrays: np.concatenate([np.asarray(a, np.float64).ravel() for a in arrays])  # noqa: E731
     moved, want = flat(after) - flat(before), -LEARNING_RATE * flat(grads)
     close = lambda got, ref: np.linalg.norm(got - ref) <= 1e-3 * np.linalg.norm(ref) + 1e-8  # noqa: E731
@@ -1107,8 +1130,10 @@ def _check_update(name, before, after, grads, recon_grads, n_encoder, code=None)
     if close(moved, want):
         return
     if not moved.any():
-        raise _fail(f"{name}: no weight changed: call self.optimizer.apply_gradients(zip(grads, "
-                    "self.trainable_weights)) with grads = tape.gradient(loss, self.trainable_weights).", code)
+        raise _fail(f"{name}: no weight changed: {APPLY_GRADIENTS}.", code)
+    if previous_grads is not None and close(moved, want - LEARNING_RATE * flat(previous_grads)):
+        raise _fail(f"{name}: the second step applied the first step's gradient again, added to its own: the gradients "
+                    "accumulate from step to step. Call self.zero_grad() at the start of train_step.", code)
     if close(moved, -want):
         raise _fail(f"{name}: the weights moved up the gradient (gradient ascent): apply the gradient of "
                     "+loss, the quantity to minimise.", code)
