@@ -503,7 +503,7 @@ WRONG_TRAIN_STEP = {
     "KL missing": (vae(per_example=lambda x, p, m, lv: reconstruction_loss(x, p)), "leaves out the KL"),
     "KL sign": (vae(per_example=elbo_with(kl=lambda m, lv: -kl_divergence(m, lv))), "wrong sign"),
     "no 'loss' key": (vae(report=lambda loss: {"total_loss": loss}), "'loss' entry", "total_loss"),
-    "returns the loss tensor": (vae(report=lambda loss: loss), "returned a tensor, not a dict", "{'loss': loss}"),
+    "returns the loss tensor": (vae(report=lambda loss: loss), "returned a tensor, not a dict", "m.result()"),
     "per-example loss reported": (vae(report=lambda loss: {"loss": loss * ops.ones((64,))}), "not one number"),
     "no apply_gradients": (type("VAE", (VAE,), {"apply": lambda self, grads, weights: None}), "no weight changed", "apply_gradients"),
     "gradient ascent": (vae(sign=-1.0), "gradient ascent"),

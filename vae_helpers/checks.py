@@ -438,11 +438,12 @@ SCALE_RULES = [
     ("multiplies the noise by 0.5 * z_log_var: the exp is missing", lambda lv: np.abs(0.5 * lv)),
 ]
 SAMPLING_FIX = ("Use z = z_mean + keras.ops.exp(0.5 * z_log_var) * eps with "
-                "eps = keras.random.normal(keras.ops.shape(z_mean)).")
+                "eps = keras.random.normal(keras.ops.shape(z_mean), seed=seed).")
 FROZEN_NOISE = ("gives the same z on every call: the noise is frozen. A fixed seed (seed=42, or stateless_normal "
                 "with a constant seed) repeats the same eps, and NumPy noise is drawn once, when fit traces the "
-                "graph, and then reused for every batch. Draw eps with keras.random.normal(keras.ops.shape(z_mean)) "
-                "and no seed argument (or a keras.random.SeedGenerator).")
+                "graph, and then reused for every batch. Draw eps with keras.random.normal(keras.ops.shape(z_mean), "
+                "seed=seed), passing on the keras.random.SeedGenerator you receive (or, on TensorFlow and PyTorch, with "
+                "no seed argument at all).")
 
 
 UNSEEDED_ON_JAX = ("draws its noise without a seed: inside fit, JAX compiles the step and can draw only seeded random "
@@ -968,6 +969,13 @@ class _StepRecorder(keras.callbacks.Callback):
         self.weights.append([keras.ops.convert_to_numpy(v) for v in self.variables])
 
 
+IN_THE_STEP = {"tensorflow": "inside the GradientTape (or in compute_loss)",
+               "jax": "inside the function jax.value_and_grad differentiates (or in compute_loss)",
+               "torch": "before loss.backward() (or in compute_loss)"}[BACKEND]
+RETURN_FIX = {"compute_loss": "return the loss, one number: keras.ops.mean of the per-example loss",
+              "train_step": {"tensorflow": "return a dict such as {m.name: m.result() for m in self.metrics}",
+                             "jax": "return (logs, state): a dict of the metrics' results and the new state",
+                             "torch": "return a dict such as {m.name: m.result() for m in self.metrics}"}[BACKEND]}
 UNSEEDED_IN_MODEL = ("draws its noise without a seed: inside fit, JAX compiles the step and can draw only seeded random "
                      "numbers. Create the generator once, `self.seed_generator = keras.random.SeedGenerator()` in "
                      "__init__, and draw with seed=self.seed_generator (sample(z_mean, z_log_var, self.seed_generator)): "
@@ -997,7 +1005,8 @@ def check_train_step(model_class):
     """
     name = getattr(model_class, "__name__", "your model")
     if not isinstance(model_class, type) or not issubclass(model_class, keras.Model):
-        raise CheckFailed(f"{name} is not a keras.Model subclass: pass the class itself, e.g. check(VAE).")
+        raise CheckFailed(f"{name} is not a keras.Model subclass: pass the class itself, e.g. "
+                          "checks.check_train_step(MyVAE).")
     if all(getattr(model_class, m) is getattr(keras.Model, m) for m in ("train_step", "compute_loss", "call")):
         raise _fail(f"{name} overrides neither train_step nor compute_loss: write train_step (replace the `...`).",
                     model_class)
@@ -1020,7 +1029,7 @@ def check_train_step(model_class):
     calls = int(keras.ops.convert_to_numpy(recorder.count))
     if calls == 0:
         raise _fail(f"{name}'s step never called self.decoder on a batch of codes: decode the sampled z with "
-                    "self.decoder(z) inside the tape.", model_class)
+                    f"self.decoder(z) {IN_THE_STEP}.", model_class)
     if calls != STEPS:
         raise _fail(f"{name} calls the decoder {calls / STEPS:g} times per step: decode once per step, the "
                     "sampled z.", model_class)
@@ -1051,7 +1060,8 @@ def _fit_steps(name, model, model_class, x, steps):
     except CheckFailed:
         raise
     except _BadReturn as err:
-        raise _fail(f"{name}.{err}; return a dict such as {{'loss': loss}}.", model_class) from None
+        raise _fail(f"{name}.{err}; {RETURN_FIX['compute_loss' if 'compute_loss' in str(err) else 'train_step']}.",
+                    model_class) from None
     except Exception as err:
         if "No gradients provided" in str(err):
             raise _fail(f"{name}: {NO_GRADIENTS}", model_class) from err
@@ -1139,7 +1149,7 @@ def _check_update(name, before, after, grads, recon_grads, n_encoder, code=None,
                     "+loss, the quantity to minimise.", code)
     if close(moved, 2 * want):
         raise _fail(f"{name}: each step moved the weights twice as far as one update: apply the gradients once "
-                    "per step (one optimizer.apply_gradients call).", code)
+                    "per step (one call of the optimizer).", code)
     if close(moved, BATCH * want):
         raise _fail(f"{name}: the update is {BATCH} (the batch size) times too large: the loss you "
                     f"differentiate is summed over the batch instead of averaged. {ELBO_FIX}", code)
@@ -1151,15 +1161,15 @@ def _check_update(name, before, after, grads, recon_grads, n_encoder, code=None,
                     f"differentiate that same loss. {ELBO_FIX}", code)
     if not moved[encoder].any():
         raise _fail(f"{name}: the encoder's weights did not move: gradients do not reach z_mean and "
-                    "z_log_var. Call self.encoder inside the GradientTape, sample z with keras.ops "
+                    f"z_log_var. Call self.encoder {IN_THE_STEP}, sample z with keras.ops "
                     "(no NumPy, no stop_gradient) and apply the gradients to self.trainable_weights.", code)
     if close(moved[encoder], -LEARNING_RATE * flat(recon_grads)[encoder]):
         raise _fail(f"{name}: the encoder moved by the gradient of the reconstruction alone: the KL is missing "
-                    "from the loss you pass to tape.gradient (report and differentiate the same loss, "
+                    "from the loss you differentiate (report and differentiate the same loss, "
                     "reconstruction + KL).", code)
     raise _fail(f"{name}: the decoder learns correctly but the encoder's update is wrong: the "
                 "reconstruction's gradient does not flow back through z to z_mean and z_log_var (sample z with "
-                "keras.ops inside the tape, no NumPy, no stop_gradient).", code)
+                f"keras.ops {IN_THE_STEP}, no NumPy, no stop_gradient).", code)
 
 
 # 6. The learner's own VAE, trained ------------------------------------------------------------
