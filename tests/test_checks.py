@@ -540,7 +540,7 @@ WRONG_TRAIN_STEP = {
 }
 
 
-def own_train_step(zero_grad=True, backward=True, apply=True, report_loss=True):
+def own_train_step(zero_grad=True, backward=True, apply=True, report_loss=True, new_state=True):
     """A train_step written for this backend around ComputeLossVAE's compute_loss, as notebook 03's learner writes it;
     each flag is a part a learner can leave out."""
     if BACKEND == "tensorflow":
@@ -575,7 +575,8 @@ def own_train_step(zero_grad=True, backward=True, apply=True, report_loss=True):
                     own = metric.stateless_update_state(own, loss)
                 logs[metric.name] = metric.stateless_result(own)
                 updated += own
-            return logs, (new_trainable if apply else trainable, non_trainable, optimizer_state, updated)
+            return logs, (new_trainable if apply else trainable, non_trainable if new_state else state[1], optimizer_state,
+                          updated)
     else:
         import torch
 
@@ -601,6 +602,9 @@ WRONG_OWN_TRAIN_STEP = {
                             on(tensorflow="apply_gradients", jax="stateless_apply", torch="optimizer.apply")),
     "'loss' tracker not updated": (own_train_step(report_loss=False), "loss of exactly 0", "'loss'"),
 }
+if BACKEND == "jax":
+    WRONG_OWN_TRAIN_STEP["the state it was given returned"] = (own_train_step(new_state=False), "non-trainable state",
+                                                               "stateless_call", "noise repeats")
 if BACKEND == "torch":
     WRONG_OWN_TRAIN_STEP.update({
         "no zero_grad": (own_train_step(zero_grad=False), "accumulate", "self.zero_grad()"),

@@ -1027,6 +1027,12 @@ def check_train_step(model_class):
     keras.utils.set_random_seed(SEED)
     _fit_steps(name, model, model_class, x, steps)
     calls = int(keras.ops.convert_to_numpy(recorder.count))
+    if calls == 0 and BACKEND == "jax" and any(not np.array_equal(keras.ops.convert_to_numpy(v), w)
+                                               for v, w in zip(variables, before)):
+        raise _fail(f"{name}: the weights moved, but the layers' own state never did: train_step returned the "
+                    "non-trainable state it was given. Return the non_trainable values that self.stateless_call and "
+                    "self.stateless_compute_loss hand back (the seed generator's state among them: without it the "
+                    "noise repeats at every step).", model_class)
     if calls == 0:
         raise _fail(f"{name}'s step never called self.decoder on a batch of codes: decode the sampled z with "
                     f"self.decoder(z) {IN_THE_STEP}.", model_class)
