@@ -496,12 +496,27 @@ def apply_twice(self, grads, weights):
     self.optimizer.apply_gradients(zip(grads, weights))
 
 
-WRONG_TRAIN_STEP = {
-    "summed over the batch": (vae(reduce=ops.sum), "summed over the batch"),
-    "per-pixel mean": (vae(per_example=elbo_with(recon=lambda x, p: ops.mean(pixel_bce(x, p), axis=(1, 2, 3)))),
+# Slips in the loss itself: the same whichever route (train_step or compute_loss) computes it.
+LOSS_SLIPS = {
+    "summed over the batch": ({"reduce": ops.sum}, "summed over the batch"),
+    "per-pixel mean": ({"per_example": elbo_with(recon=lambda x, p: ops.mean(pixel_bce(x, p), axis=(1, 2, 3)))},
                        "mean over the 784 pixels"),
-    "KL missing": (vae(per_example=lambda x, p, m, lv: reconstruction_loss(x, p)), "leaves out the KL"),
-    "KL sign": (vae(per_example=elbo_with(kl=lambda m, lv: -kl_divergence(m, lv))), "wrong sign"),
+    "KL missing": ({"per_example": lambda x, p, m, lv: reconstruction_loss(x, p)}, "leaves out the KL"),
+    "KL sign": ({"per_example": elbo_with(kl=lambda m, lv: -kl_divergence(m, lv))}, "wrong sign"),
+    "KL halved a second time": ({"per_example": elbo_with(kl=lambda m, lv: 0.5 * kl_divergence(m, lv))},
+                                "1/2 is applied twice"),
+    "the book's beta": ({"per_example": elbo_with(kl=lambda m, lv: 0.392 * kl_divergence(m, lv))}, "0.784"),
+    "the book's whole loss": ({"per_example": book_per_example}, "1st edition's loss"),
+}
+
+
+def with_loss_slips(build):
+    """LOSS_SLIPS as catalogue entries, each model class made by ``build(**parts)``."""
+    return {name: (build(**parts), *phrases) for name, (parts, *phrases) in LOSS_SLIPS.items()}
+
+
+WRONG_TRAIN_STEP = {
+    **with_loss_slips(vae),
     "no 'loss' key": (vae(report=lambda loss: {"total_loss": loss}), "'loss' entry", "total_loss"),
     "returns the loss tensor": (vae(report=lambda loss: loss), "returned a tensor, not a dict", "m.result()"),
     "per-example loss reported": (vae(report=lambda loss: {"loss": loss * ops.ones((64,))}), "not one number"),
@@ -526,12 +541,8 @@ WRONG_TRAIN_STEP = {
     "gradients applied twice": (type("VAE", (VAE,), {"apply": apply_twice}), "twice", "once"),
     "KL averaged over latent dimensions": (vae(per_example=elbo_with(kl=lambda m, lv: kl_divergence(m, lv) / 2)),
                                            "averages the KL"),
-    "KL halved a second time": (vae(per_example=elbo_with(kl=lambda m, lv: 0.5 * kl_divergence(m, lv))),
-                                "1/2 is applied twice"),
     "KL reported but not differentiated": (vae(objective=lambda loss, x, p, m, lv: ops.mean(reconstruction_loss(x, p))),
                                            "reconstruction alone", "KL is missing"),
-    "the book's beta": (vae(per_example=elbo_with(kl=lambda m, lv: 0.392 * kl_divergence(m, lv))), "0.784"),
-    "the book's whole loss": (vae(per_example=book_per_example), "1st edition's loss"),
     "changes floatx": (vae(sample=lambda m, lv: (keras.config.set_floatx("float64"), sampling(m, lv))[1]),
                        "global settings"),
     "stub": (StubVAE, "train_step returned None: write the body (replace the `...`)"),
@@ -631,15 +642,7 @@ def unseeded(m, lv, seed=None):
 
 # compute_loss with Keras' own train_step: the same code on every backend, so the same mistakes everywhere.
 WRONG_COMPUTE_LOSS = {
-    "summed over the batch": (compute_loss_vae(reduce=ops.sum), "summed over the batch"),
-    "per-pixel mean": (compute_loss_vae(per_example=elbo_with(recon=lambda x, p: ops.mean(pixel_bce(x, p), axis=(1, 2, 3)))),
-                       "mean over the 784 pixels"),
-    "KL missing": (compute_loss_vae(per_example=lambda x, p, m, lv: reconstruction_loss(x, p)), "leaves out the KL"),
-    "KL sign": (compute_loss_vae(per_example=elbo_with(kl=lambda m, lv: -kl_divergence(m, lv))), "wrong sign"),
-    "KL halved a second time": (compute_loss_vae(per_example=elbo_with(kl=lambda m, lv: 0.5 * kl_divergence(m, lv))),
-                                "1/2 is applied twice"),
-    "the book's beta": (compute_loss_vae(per_example=elbo_with(kl=lambda m, lv: 0.392 * kl_divergence(m, lv))), "0.784"),
-    "the book's whole loss": (compute_loss_vae(per_example=book_per_example), "1st edition's loss"),
+    **with_loss_slips(compute_loss_vae),
     "never samples": (compute_loss_vae(sample=lambda m, lv, seed: m), "never samples", "z = z_mean"),
     "the book's sigma": (compute_loss_vae(sample=lambda m, lv, seed: m + ops.exp(lv) * normal(m, seed)), "book's convention"),
     "fixed seed": (compute_loss_vae(sample=lambda m, lv, seed: m + ops.exp(0.5 * lv) * normal(m, 42)),
