@@ -105,19 +105,26 @@ def main(argv=None):
         return lambda: vae.fit(data, epochs=1, steps_per_epoch=steps_per_epoch, shuffle=False, verbose=0,
                                callbacks=list(callbacks))
 
-    variants = {"train_vae": (lambda v=model(): train_vae(v, x, epochs=1, batch_size=b, progress=None), steps)}
-    pydata = EpochBatches(x, b, 0)
-    variants["fit_pydataset_hook"] = (fit(model(), pydata, [ReadLoss()], steps), steps)
-    variants["fit_pydataset"] = (fit(model(), pydata, (), steps), steps)
-    for name, spe in (("fit_tfdata", 1), ("fit_tfdata_spe", args.spe)):
+    def fit_tfdata(spe):
         data = EpochDataset(x, b, 0)
-        variants[name] = (fit(model(spe), data.dataset, [Epoch(data)]), steps)
-    loops = steps // args.spe
-    for mode in ("step", "gradients", "forward"):
-        loop = graph_loop(model(), x[:b], args.spe, mode)
-        variants[f"graph_{mode}"] = (lambda loop=loop: [loop().numpy() for _ in range(loops)], loops * args.spe)
-    if args.only:
-        variants = {name: variants[name] for name in args.only.split(",")}
+        return fit(model(spe), data.dataset, [Epoch(data)]), steps
+
+    def graph(mode):
+        loop, loops = graph_loop(model(), x[:b], args.spe, mode), steps // args.spe
+        return (lambda: [loop().numpy() for _ in range(loops)]), loops * args.spe
+
+    # Factories: only the variants asked for are built, so that no other variant's data pipeline or
+    # model shares the process with the ones measured.
+    factories = {
+        "train_vae": lambda: ((lambda v=model(): train_vae(v, x, epochs=1, batch_size=b, progress=None)), steps),
+        "fit_pydataset_hook": lambda: (fit(model(), EpochBatches(x, b, 0), [ReadLoss()], steps), steps),
+        "fit_pydataset": lambda: (fit(model(), EpochBatches(x, b, 0), (), steps), steps),
+        "fit_tfdata": lambda: fit_tfdata(1),
+        "fit_tfdata_spe": lambda: fit_tfdata(args.spe),
+        **{f"graph_{mode}": (lambda mode=mode: graph(mode)) for mode in ("step", "gradients", "forward")},
+    }
+    names = args.only.split(",") if args.only else list(factories)
+    variants = {name: factories[name]() for name in names}
     for name, (run, _) in variants.items():  # warm-up: trace and run once
         run()
         print(f"warmed up {name}", file=sys.stderr, flush=True)

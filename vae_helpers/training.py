@@ -115,15 +115,20 @@ class EpochDataset:
     The images are held by TensorFlow once, as uint8 codes into ``data.pixel_levels()`` when they
     were made from bytes (a quarter of the memory; the batches are the same floats bit for bit), as
     float32 otherwise. Each epoch's order is ``epoch_order(n, seed, epoch)``, made once per epoch in
-    NumPy for the epoch in ``self.epoch``, which ``EpochSeeds`` sets before the epoch's first batch:
-    Keras starts a new iterator at each epoch (the data set has ``steps`` batches). With ``labels``
-    (class ids, for a conditional VAE) each batch is the pair (images, labels) in the same order.
+    NumPy when ``EpochSeeds`` sets ``epoch`` before the epoch's first batch, and held in a TensorFlow
+    variable that the pipeline slices: Keras starts a new iterator at each epoch (the data set has
+    ``steps`` batches). With ``labels`` (class ids, for a conditional VAE) each batch is the pair
+    (images, labels) in the same order.
+
+    The order is a variable, not a ``from_generator`` source: a pipeline with a Python generator in
+    it made every training step cost twice the CPU time (BENCHMARKS.md, "Profile of a batch-16 step").
     """
 
     def __init__(self, images, batch_size, seed, labels=None):
         self.n, self.batch_size, self.seed = len(images), batch_size, seed
         self.steps = -(-self.n // batch_size)
-        self.epoch = None
+        self._epoch = None
+        self._order = tf.Variable(tf.fill((self.n,), -1), trainable=False, name="epoch_order")  # -1: no epoch yet
         codes = as_pixel_codes(images)
         if codes is not None:
             stored, levels = tf.constant(codes), tf.constant(pixel_levels())
@@ -134,15 +139,25 @@ class EpochDataset:
         if labels is not None:  # each batch is the model's input (images, labels): Keras reads ((x,),) as x alone
             classes, take_images = tf.constant(np.asarray(labels, dtype=np.int32)), take
             take = lambda index: ((take_images(index), tf.gather(classes, index)),)  # noqa: E731
-        orders = tf.data.Dataset.from_generator(self._order, output_signature=tf.TensorSpec((self.n,), tf.int32))
-        batches = orders.flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
-        self.dataset = (batches.map(take).prefetch(PREFETCH_BATCHES)
-                        .apply(tf.data.experimental.assert_cardinality(self.steps)))
+        self.dataset = (tf.data.Dataset.range(self.steps).map(lambda step: take(self._batch_index(step)))
+                        .prefetch(PREFETCH_BATCHES))
 
-    def _order(self):
-        if self.epoch is None:
-            raise RuntimeError("EpochDataset read before its epoch was set (EpochSeeds sets it at each epoch's start)")
-        yield epoch_order(self.n, self.seed, self.epoch).astype(np.int32)
+    def _batch_index(self, step):
+        index = self._order[step * self.batch_size:(step + 1) * self.batch_size]
+        unset = tf.debugging.assert_non_negative(
+            index[:1], message="EpochDataset read before its epoch was set (EpochSeeds sets it at each epoch's start)")
+        with tf.control_dependencies([unset]):
+            return tf.identity(index)
+
+    @property
+    def epoch(self):
+        """The epoch whose order the next iterator over ``dataset`` gives (None before the first is set)."""
+        return self._epoch
+
+    @epoch.setter
+    def epoch(self, epoch):
+        self._order.assign(epoch_order(self.n, self.seed, epoch).astype(np.int32))
+        self._epoch = epoch
 
 
 class EpochSeeds(keras.callbacks.Callback):
