@@ -3,8 +3,8 @@
 ``run_benchmarks.py`` starts it as it starts the book's worker, so both sides pay the same process
 start-up and neither inherits the other's thread pools. It prints one JSON object on its last line.
 
-* ``--task throughput``: seconds of ``training.train_vae`` epochs at several batch sizes, every
-  model warmed up first, then timed round-robin so a change in load hits every batch size alike.
+* ``--task throughput``: seconds of ``training.train_vae`` epochs at several batch sizes (with and
+  without XLA: ``--batch-sizes 16,16x``), every model warmed up first, then timed round-robin so a change in load hits every batch size alike.
 * ``--task quality``: ``train_vae`` with a callback that scores the test ELBO every fraction of an
   epoch (scoring time is kept out of the training clock) and stops once a target is reached.
   Recipes: batch size, learning rate, a cosine schedule, learning-rate and KL warm-up (all options
@@ -41,7 +41,8 @@ def recipe(args):
 def make_vae(settings, seed, n_train):
     """The package's VAE with the recipe's optimizer: Adam at the recipe's learning rate or schedule."""
     vae = build_vae(seed=seed, compile=False)
-    vae.compile(keras.optimizers.Adam(learning_rate(settings, n_train)))
+    vae.compile(keras.optimizers.Adam(learning_rate(settings, n_train)),
+                jit_compile=settings.jit_compile and keras.backend.backend() == "tensorflow")
     return vae
 
 
@@ -119,20 +120,22 @@ def task_quality(args, x, x_test):
 
 
 def task_throughput(args, x, x_test):
-    sizes = [int(size) for size in args.batch_sizes.split(",")]
+    """Epochs of ``train_vae`` per batch size; a size written "16x" trains with the step compiled by XLA."""
+    variants = [(int(size.rstrip("x")), size.endswith("x")) for size in args.batch_sizes.split(",")]
     models = {}
-    for size in sizes:  # warm-up: build, trace and run each model once (as many steps per execution as timed)
-        models[size] = build_vae(seed=0)
-        train_vae(models[size], x[:64 * size], epochs=1, batch_size=size, progress=None)
+    for size, xla in variants:  # warm-up: build, trace and run each model once (as many steps per execution as timed)
+        models[size, xla] = build_vae(seed=0, compile=False)
+        models[size, xla].compile(keras.optimizers.Adam(), jit_compile=xla)
+        train_vae(models[size, xla], x[:64 * size], epochs=1, batch_size=size, progress=None)
     runs = []
     for repeat in range(args.repeats):
-        for size in sizes if repeat % 2 == 0 else sizes[::-1]:
+        for size, xla in variants if repeat % 2 == 0 else variants[::-1]:
             clock = Clock()
-            train_vae(models[size], x, epochs=1, batch_size=size, seed=repeat, progress=None)
+            train_vae(models[size, xla], x, epochs=1, batch_size=size, seed=repeat, progress=None)
             clock.pause()
-            runs.append({"batch_size": size, "seconds": clock.wall, "cpu_seconds": clock.cpu, "images": len(x),
-                         "images_per_s": len(x) / clock.wall, "images_per_cpu_s": len(x) / clock.cpu,
-                         "loadavg_1m": os.getloadavg()[0]})
+            runs.append({"batch_size": size, "jit_compile": xla, "seconds": clock.wall, "cpu_seconds": clock.cpu,
+                         "images": len(x), "images_per_s": len(x) / clock.wall,
+                         "images_per_cpu_s": len(x) / clock.cpu, "loadavg_1m": os.getloadavg()[0]})
     return {"runs": runs}
 
 
@@ -146,7 +149,8 @@ def main(argv=None):
     parser.add_argument("--test", help=".npy file of float32 test images")
     parser.add_argument("--images", type=int, default=None, help="use the first N training images")
     parser.add_argument("--name", default="package")
-    parser.add_argument("--batch-sizes", default="16,32,64,128")
+    parser.add_argument("--batch-sizes", default="16,32,64,128",
+                        help='comma-separated; "16x" is batch 16 with the step compiled by XLA (jit_compile)')
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--schedule", choices=["constant", "cosine"], default="constant")

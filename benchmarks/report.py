@@ -28,8 +28,9 @@ def throughput_table(runs):
     book_wall = statistics.median(r["images_per_s"] for r in runs["book"])
     rows = []
     groups = [("book recipe, batch 16 (tf_keras graph mode)", runs["book"])]
-    for size in sorted({r["batch_size"] for r in runs["package"]}):
-        groups.append((f"train_vae, batch {size}", [r for r in runs["package"] if r["batch_size"] == size]))
+    for size, xla in sorted({(r["batch_size"], r.get("jit_compile", False)) for r in runs["package"]}):
+        groups.append((f"train_vae, batch {size}" + (", XLA" if xla else ""),
+                       [r for r in runs["package"] if (r["batch_size"], r.get("jit_compile", False)) == (size, xla)]))
     for name, group in groups:
         wall = statistics.median(r["images_per_s"] for r in group)
         cpu = statistics.median(r["images_per_cpu_s"] for r in group)
@@ -45,11 +46,11 @@ def step_cost_fit(runs):
     """Least-squares fit of the package's time per step to t(B) = a * B + c, wall and CPU, over its batch sizes (ms)."""
     import numpy as np
 
-    sizes = sorted({r["batch_size"] for r in runs["package"]})
+    plain = [r for r in runs["package"] if not r.get("jit_compile", False)]  # the default path, without XLA
+    sizes = sorted({r["batch_size"] for r in plain})
     fits = {}
     for key, rate in (("wall", "images_per_s"), ("CPU", "images_per_cpu_s")):
-        ms = [1000 * size / statistics.median(r[rate] for r in runs["package"] if r["batch_size"] == size)
-              for size in sizes]
+        ms = [1000 * size / statistics.median(r[rate] for r in plain if r["batch_size"] == size) for size in sizes]
         a, c = np.polyfit(sizes, ms, 1)
         fits[key] = (a, c, ms)
     rows = [[key, f"{a:.3f}", f"{c:.2f}", ", ".join(f"{size}: {m:.1f}" for size, m in zip(sizes, ms))]

@@ -6,7 +6,7 @@
     python benchmarks/run_benchmarks.py --mnist ../shared/data/mnist --only manifold,decode
 
 Sections: ``machine``; ``throughput`` (images per second and per CPU-second, the book against
-``train_vae`` at four batch sizes, which also gives the cost of a 60,000-image epoch); ``quality``
+``train_vae`` at four batch sizes, and at 16 and 128 with XLA, which also gives the cost of a 60,000-image epoch); ``quality``
 (time for the book's recipe and for several package recipes to reach the book's 10-epoch test
 ELBO; ``--recipes`` picks some); ``diagnose`` (the recipes whose curves need explaining, with their
 KL, active units and dead ReLUs); ``manifold`` (the book's 225 ``predict`` calls against one batched decode); ``decode`` (a
@@ -43,6 +43,8 @@ RECIPES = {
     "batch 16, KL warm-up over 1 epoch": ["--kl-warmup", "1"],
     "--recipe fast": ["--recipe", "fast"],
 }
+#: The package's throughput variants: batch sizes, "x" for the step compiled by XLA (``--recipe fast`` does so).
+THROUGHPUT_BATCHES = "16,16x,32,64,128,128x"
 #: Recipes whose curves need explaining (section "diagnose"): trained for a few epochs, logging KL and active units.
 DIAGNOSED = ("batch 128, Adam 3e-3", "batch 16, KL warm-up over 1 epoch")
 PLANS = {"full": {"images": 12_800, "repeats": 2, "book_epochs": 10, "max_epochs": 10, "decodes": 2000, "rounds": 5,
@@ -93,7 +95,7 @@ def throughput(files, plan):
                                 "--images", plan["images"], "--repeats", 1, legacy=True)
             else:
                 result = worker("package_worker.py", "--task", "throughput", "--data", files["train"],
-                                "--images", plan["images"], "--repeats", 1)
+                                "--batch-sizes", THROUGHPUT_BATCHES, "--images", plan["images"], "--repeats", 1)
             runs[side] += result["runs"]
     return runs
 

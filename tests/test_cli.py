@@ -111,12 +111,16 @@ def test_resume_extends_a_run_to_the_weights_of_a_longer_one(finished_run, digit
     straight, _ = finished_run
     out = tmp_path / "short"
     assert cli(*train_args(digits_folder, out, epochs=2)).returncode == 0
+    record = json.loads((out / "run.json").read_text())
+    del record["settings"]["jit_compile"]  # as a record written before the setting existed
+    (out / "run.json").write_text(json.dumps(record))
     result = cli("train", "--out", out, "--resume", "--epochs", 3, "--quiet")
     assert result.returncode == 0, result.stderr
     assert f"Resuming {out} after epoch 2 of 3." in result.stdout
     assert_same_model_weights(straight / "weights.weights.h5", out / "weights.weights.h5")
     record = json.loads((out / "run.json").read_text())
     assert record["settings"]["epochs"] == 3 and len(record["history"]["loss"]) == 3
+    assert record["settings"]["jit_compile"] is False  # the default of a setting the record did not have
     assert record["command"].endswith(" --epochs 2 --out " + str(out) + " --seed 3 --quiet")  # the first command
     assert record["resumes"] == [{"command": f"python -m vae_helpers train --out {out} --resume --epochs 3 --quiet",
                                   "epochs": 3}]

@@ -111,6 +111,26 @@ def test_kl_warmup_rises_linearly_to_one_and_resumes_exactly(small_images, tmp_p
     assert_same_weights(straight, resumed)
 
 
+@pytest.mark.backends("tensorflow")  # XLA is Keras' jit_compile on TensorFlow (JAX always compiles with it)
+def test_a_run_compiled_with_xla_is_extended_to_the_weights_of_a_longer_one(small_images, tmp_path):
+    """``--recipe fast`` compiles the step with XLA: its runs must resume as exactly as the default path's."""
+    x, _, x_val, _ = small_images
+    x = x[:96]  # 6 steps per epoch
+
+    def xla_vae():
+        vae = fresh_vae()
+        vae.compile(keras.optimizers.Adam(2e-3), jit_compile=True)
+        return vae
+
+    straight = xla_vae()
+    history = training.train_vae(straight, x, epochs=3, x_val=x_val, progress=None)
+    assert straight.jit_compile  # train_vae keeps the compile setting it was given
+    training.train_vae(xla_vae(), x, epochs=2, x_val=x_val, progress=None, checkpoint_dir=tmp_path)
+    extended = xla_vae()
+    assert training.train_vae(extended, x, epochs=3, x_val=x_val, progress=None, checkpoint_dir=tmp_path) == history
+    assert_same_weights(straight, extended)
+
+
 def test_history_keeps_the_last_row_of_a_repeated_epoch(tmp_path):
     """A crash between the history row and the backup makes the resumed run write that epoch again."""
     path = tmp_path / "history.csv"

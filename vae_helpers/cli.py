@@ -47,7 +47,8 @@ def parser():
                                 description="Settings left out take their defaults; with --resume they come from "
                                             "the run's run.json, and only --epochs may change (to extend the run).")
     train.add_argument("--data", help="auto (default), keras, sample, or an IDX folder")
-    fast = ", ".join(f"--{key.replace('_', '-')} {value}" for key, value in RECIPES["fast"].items())
+    fast = ", ".join(f"--{key.replace('_', '-')}" + ("" if value is True else f" {value}")
+                     for key, value in RECIPES["fast"].items())
     train.add_argument("--recipe", choices=sorted(RECIPES),
                        help=f"a named set of settings; flags given beside it win. fast: {fast} (reached the book's "
                             "10-epoch test ELBO after 4 epochs, where the default needs 8.5 and the book 10; see "
@@ -67,6 +68,9 @@ def parser():
                        help="epochs over which the KL's weight rises from 0 to 1 (default 0: none)")
     train.add_argument("--validation-fraction", type=float,
                        help=f"share of the training images held out to pick the best epoch (default {defaults.validation_fraction})")
+    train.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=None,
+                       help="compile the training step with XLA on TensorFlow: about 1.2x fewer CPU-seconds per image "
+                            "at batch 16, a few seconds of compiling first (default: off)")
     train.add_argument("--out", default=None, help="run folder (default: vae-runs/<loss>-z<dim>-seed<seed>)")
     replace = train.add_mutually_exclusive_group()
     replace.add_argument("--force", action="store_true", help="replace the run files in an existing --out")

@@ -527,6 +527,7 @@ def resume_settings(out, saved, asked, done):
     counts); any of them but ``epochs`` that differs from the record is refused, naming its flag.
     """
     asked = dataclasses.asdict(asked) if isinstance(asked, TrainSettings) else dict(asked or {})
+    saved = {**dataclasses.asdict(TrainSettings()), **saved}  # a record from before a setting existed has its default
     fields = [field.name for field in dataclasses.fields(TrainSettings)]
     unknown = sorted(set(asked) - set(fields))
     if unknown:
@@ -742,7 +743,8 @@ def train_run(out, settings=None, force=False, resume=False, progress="bar", det
         _check_same_data(out, saved, sizes, digest, settings)
     set_seed(settings.seed, deterministic=deterministic)
     vae = build_vae(settings.latent_dim, settings.loss, seed=settings.seed, compile=False)
-    vae.compile(keras.optimizers.Adam(learning_rate(settings, len(x_fit))))
+    vae.compile(keras.optimizers.Adam(learning_rate(settings, len(x_fit))),
+                jit_compile=settings.jit_compile and BACKEND == "tensorflow")
     if resume:
         try:
             _check_shapes(vae, backup, out / CHECKPOINT_DIR / BACKUP_DIR)
