@@ -250,6 +250,25 @@ def test_fit_autoencoder_trains_on_batches_of_input_target_pairs(small_images):
         training.fit_autoencoder(autoencoder, x * 255, epochs=1)
 
 
+@pytest.mark.backends("tensorflow")  # the tf.data pipeline; the other backends read the PyDataset itself
+def test_fit_autoencoder_on_tensorflow_trains_on_the_pydatasets_batches(small_images):
+    """fit_autoencoder feeds fit from a tf.data pipeline on TensorFlow: the same batches in the same order as the
+    EpochBatches PyDataset gives, so two epochs end at the same weights to the last bit."""
+    x = small_images[0][:120]
+    weights = []
+    for feed in ("tf.data", "PyDataset"):
+        set_seed(0)
+        autoencoder, *_ = models.build_autoencoder(latent_dim=2)
+        if feed == "tf.data":
+            training.fit_autoencoder(autoencoder, x, epochs=2, batch_size=16)
+        else:
+            batches = training.EpochBatches(x, 16, seed=0, targets=True)
+            autoencoder.fit(batches, epochs=2, steps_per_epoch=batches.steps, shuffle=False, verbose=0)
+        weights.append(autoencoder.get_weights())
+    for tf_data, pydataset in zip(*weights, strict=True):
+        np.testing.assert_array_equal(tf_data, pydataset)
+
+
 def test_split_validation_is_disjoint_and_complete(small_images):
     x, *_ = small_images
     fit, val = training.split_validation(x, 0.1, seed=0)

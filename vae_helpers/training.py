@@ -118,13 +118,15 @@ class EpochDataset:
     NumPy when ``EpochSeeds`` sets ``epoch`` before the epoch's first batch, and held in a TensorFlow
     variable that the pipeline slices: Keras starts a new iterator at each epoch (the data set has
     ``steps`` batches). With ``labels`` (class ids, for a conditional VAE) each batch is the pair
-    (images, labels) in the same order.
+    (images, labels) in the same order; with ``targets=True`` the pair (images, images), for a plain
+    autoencoder.
 
     The order is a variable, not a ``from_generator`` source: a pipeline with a Python generator in
-    it made every training step cost twice the CPU time (BENCHMARKS.md, "Profile of a batch-16 step").
+    it (Keras' own adapter for a ``PyDataset`` is one) made every training step cost twice the CPU
+    time (BENCHMARKS.md, "Training throughput").
     """
 
-    def __init__(self, images, batch_size, seed, labels=None):
+    def __init__(self, images, batch_size, seed, labels=None, targets=False):
         self.n, self.batch_size, self.seed = len(images), batch_size, seed
         self.steps = -(-self.n // batch_size)
         self._epoch = None
@@ -139,6 +141,9 @@ class EpochDataset:
         if labels is not None:  # each batch is the model's input (images, labels): Keras reads ((x,),) as x alone
             classes, take_images = tf.constant(np.asarray(labels, dtype=np.int32)), take
             take = lambda index: ((take_images(index), tf.gather(classes, index)),)  # noqa: E731
+        elif targets:
+            take_images = take
+            take = lambda index: (lambda batch: (batch, batch))(take_images(index))  # noqa: E731
         self.dataset = (tf.data.Dataset.range(self.steps).map(lambda step: take(self._batch_index(step)))
                         .prefetch(PREFETCH_BATCHES))
 
@@ -180,6 +185,17 @@ class EpochSeeds(keras.callbacks.Callback):
         self.model.sampling.seed_generator.state.assign(state)
         if self.kl_warmup is not None:
             self.kl_warmup.set_epoch(epoch, self.batches.steps, self.model.vae_loss.kl_weight)
+
+
+class EpochOrder(keras.callbacks.Callback):
+    """At each epoch's start, give an ``EpochDataset`` that epoch's order (for models without sampling noise)."""
+
+    def __init__(self, batches):
+        super().__init__()
+        self.batches = batches
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.batches.epoch = epoch
 
 
 class ValidationELBO(keras.callbacks.Callback):
@@ -463,12 +479,21 @@ def fit_autoencoder(autoencoder, x_train, epochs, batch_size=64, seed=0, x_val=N
     380 MB on full MNIST, too much for a 2 GB Binder session).
     """
     x_train = check_images(x_train, "x_train", tuple(autoencoder.input_shape[1:]))
-    validation = None
+    batch_size, epochs = check_count(batch_size, "batch_size"), check_count(epochs, "epochs")
     if x_val is not None:
         x_val = check_images(x_val, "x_val", tuple(autoencoder.input_shape[1:]))
-        validation = EpochBatches(x_val, 500, seed, targets=True)
-    batches = EpochBatches(x_train, check_count(batch_size, "batch_size"), seed, targets=True)
-    return autoencoder.fit(batches, epochs=check_count(epochs, "epochs"), steps_per_epoch=batches.steps,
+    if BACKEND == "tensorflow":  # a tf.data pipeline, as train_vae's (a PyDataset would cost twice the CPU per step)
+        batches = EpochDataset(x_train, batch_size, seed, targets=True)
+        validation = None
+        if x_val is not None:
+            validation = EpochDataset(x_val, 500, seed, targets=True)
+            validation.epoch = 0  # one fixed order: the validation loss is a mean over all of x_val
+        return autoencoder.fit(batches.dataset, epochs=epochs, shuffle=False,
+                               validation_data=None if validation is None else validation.dataset, verbose=0,
+                               callbacks=[EpochOrder(batches), *callbacks])
+    batches = EpochBatches(x_train, batch_size, seed, targets=True)
+    validation = None if x_val is None else EpochBatches(x_val, 500, seed, targets=True)
+    return autoencoder.fit(batches, epochs=epochs, steps_per_epoch=batches.steps,
                            shuffle=False, validation_data=validation,
                            validation_steps=None if validation is None else validation.steps,
                            verbose=0, callbacks=list(callbacks))
