@@ -31,7 +31,7 @@ import numpy as np
 from vae_helpers import keras, set_seed, tf
 from vae_helpers.data import load_mnist
 from vae_helpers.models import build_vae
-from vae_helpers.training import EpochBatches, EpochDataset, train_vae
+from vae_helpers.training import EpochBatches, EpochDataset, EpochOrder, train_vae
 
 
 class ReadLoss(keras.callbacks.Callback):
@@ -39,17 +39,6 @@ class ReadLoss(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         float(logs["loss"])
-
-
-class Epoch(keras.callbacks.Callback):
-    """Sets the ``EpochDataset``'s epoch, as ``train_vae``'s ``EpochSeeds`` does."""
-
-    def __init__(self, data):
-        super().__init__()
-        self.data = data
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.data.epoch = epoch
 
 
 def graph_loop(vae, x, steps, mode):
@@ -107,7 +96,7 @@ def main(argv=None):
 
     def fit_tfdata(spe):
         data = EpochDataset(x, b, 0)
-        return fit(model(spe), data.dataset, [Epoch(data)]), steps
+        return fit(model(spe), data.dataset, [EpochOrder(data)]), steps
 
     def graph(mode):
         loop, loops = graph_loop(model(), x[:b], args.spe, mode), steps // args.spe
