@@ -69,7 +69,7 @@ def parser():
     train.add_argument("--validation-fraction", type=float,
                        help=f"share of the training images held out to pick the best epoch (default {defaults.validation_fraction})")
     train.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=None,
-                       help="compile the training step with XLA on TensorFlow: about 1.2x fewer CPU-seconds per image "
+                       help="compile the training step with XLA on TensorFlow: about 1.3x fewer CPU-seconds per image "
                             "at batch 16, a few seconds of compiling first (default: off)")
     train.add_argument("--out", default=None, help="run folder (default: vae-runs/<loss>-z<dim>-seed<seed>)")
     replace = train.add_mutually_exclusive_group()

@@ -36,7 +36,7 @@ DEFAULT_LEARNING_RATE = 1e-3
 LR_SCHEDULES = ("constant", "cosine")
 #: Named sets of training settings (``python -m vae_helpers train --recipe NAME``); flags given beside one win.
 #: "fast" reached the book's 10-epoch test ELBO after 4 epochs (the default recipe: 8.5; BENCHMARKS.md, "Time to quality"),
-#: and compiles its step with XLA (on TensorFlow, about 1.2x fewer CPU-seconds per image at batch 16).
+#: and compiles its step with XLA (on TensorFlow, about 1.3x fewer CPU-seconds per image at batch 16).
 RECIPES = {
     "default": {},
     "fast": {"epochs": 5, "batch_size": 16, "learning_rate": 2e-3, "lr_schedule": "cosine", "lr_warmup": 0.2,
