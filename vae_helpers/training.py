@@ -141,9 +141,12 @@ class EpochDataset:
         if labels is not None:  # each batch is the model's input (images, labels): Keras reads ((x,),) as x alone
             classes, take_images = tf.constant(np.asarray(labels, dtype=np.int32)), take
             take = lambda index: ((take_images(index), tf.gather(classes, index)),)  # noqa: E731
-        elif targets:
+        elif targets:  # a plain autoencoder's (input, target) pair: the same batch twice
             take_images = take
-            take = lambda index: (lambda batch: (batch, batch))(take_images(index))  # noqa: E731
+
+            def take(index):
+                batch = take_images(index)
+                return batch, batch
         self.dataset = (tf.data.Dataset.range(self.steps).map(lambda step: take(self._batch_index(step)))
                         .prefetch(PREFETCH_BATCHES))
 
