@@ -328,6 +328,23 @@ def test_learning_rate_warms_up_from_zero_then_follows_its_schedule(schedule):
     assert training.learning_rate(config.TrainSettings(), n_train=200) == config.DEFAULT_LEARNING_RATE
 
 
+def test_a_recipe_with_changes_compiles_a_model_as_its_run_would():
+    settings = config.recipe("fast", epochs=2)
+    assert settings.epochs == 2 and settings.lr_schedule == "cosine"  # the change, and the recipe around it
+    vae = models.build_vae(2, compile=False)
+    training.compile_with(vae, settings, n_train=320)  # 20 steps per epoch, 4 of them warm-up
+    rate = vae.optimizer.learning_rate  # Keras reads a schedule at the optimizer's current step
+    assert float(keras.ops.convert_to_numpy(rate)) == 0.0
+    vae.optimizer.iterations.assign(4)
+    assert float(keras.ops.convert_to_numpy(vae.optimizer.learning_rate)) == pytest.approx(settings.learning_rate)
+    # XLA as the recipe asks on TensorFlow; JAX always jits its step (off, it would run op by op); torch never
+    assert vae.jit_compile == {"tensorflow": settings.jit_compile, "jax": True, "torch": False}[keras.backend.backend()]
+    with pytest.raises(ValueError, match="--epochs"):
+        config.recipe("fast", epochs=0)
+    with pytest.raises(ValueError, match="--recipe must be one of"):
+        config.recipe("fastest")
+
+
 def test_force_never_touches_a_folder_that_is_not_a_run(tmp_path):
     (tmp_path / "checkpoint").mkdir()
     (tmp_path / "checkpoint" / "model.ckpt").write_text("precious")

@@ -133,6 +133,14 @@ def recipe_settings(name):
     return dict(RECIPES[name])
 
 
+def recipe(name, **changes):
+    """The validated TrainSettings of recipe ``name``, with ``changes`` (say ``epochs=2``) over it.
+
+    For a notebook that trains the way ``python -m vae_helpers train --recipe NAME`` would.
+    """
+    return TrainSettings(**{**recipe_settings(name), **changes}).validate()
+
+
 @dataclasses.dataclass
 class TrainSettings:
     """Everything that defines a training run (stored in ``run.json``; the CLI's flags and defaults)."""

@@ -725,6 +725,17 @@ def learning_rate(settings, n_train):
                                                   warmup_target=settings.learning_rate, warmup_steps=warmup)
 
 
+def compile_with(model, settings, n_train):
+    """Compile ``model`` as a run with ``settings`` (a TrainSettings) on ``n_train`` images is compiled.
+
+    Adam with the run's learning rate or schedule (``learning_rate``). ``settings.jit_compile`` only
+    decides on TensorFlow; other backends keep Keras' own choice ("auto": JAX compiles every step with
+    XLA, and turning that off would run it op by op; on PyTorch ``torch.compile`` stays off).
+    """
+    model.compile(keras.optimizers.Adam(learning_rate(settings, n_train)),
+                  jit_compile=settings.jit_compile if BACKEND == "tensorflow" else "auto")
+
+
 def _record_failure(out, record, status, err):
     """Write ``record`` with ``status`` and the error, keeping all it held; a failure to write is not allowed to hide ``err``."""
     message = "interrupted (Ctrl-C)" if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}"
@@ -771,8 +782,7 @@ def train_run(out, settings=None, force=False, resume=False, progress="bar", det
         _check_same_data(out, saved, sizes, digest, settings)
     set_seed(settings.seed, deterministic=deterministic)
     vae = build_vae(settings.latent_dim, settings.loss, seed=settings.seed, compile=False)
-    vae.compile(keras.optimizers.Adam(learning_rate(settings, len(x_fit))),
-                jit_compile=settings.jit_compile and BACKEND == "tensorflow")
+    compile_with(vae, settings, len(x_fit))
     if resume:
         try:
             _check_shapes(vae, backup, out / CHECKPOINT_DIR / BACKUP_DIR)
