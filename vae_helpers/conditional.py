@@ -349,7 +349,7 @@ def generate(cvae, labels, seed=0):
 # --- Scoring: the ELBO and the pixel judge -------------------------------------------------------------
 
 
-def elbo(cvae, x, labels, n_samples=8, seed=0, batch_size=250):
+def elbo(cvae, x, labels, n_samples=8, seed=0, batch_size=50):
     """Mean evidence lower bound log p(x | label) >= ELBO, in nats per image (higher is better).
 
     As ``evaluation.elbo`` does for a plain VAE: the KL term in closed form, the reconstruction term

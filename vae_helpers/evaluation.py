@@ -83,7 +83,12 @@ def _log_likelihood(vae, x, z, likelihood="bernoulli"):
 
 def _sampled_batches(vae, x, n_samples, batch_size, seed, likelihood="bernoulli"):
     """For each batch of ``x``: its posterior (mean, log-variance), the noise ``eps`` (n_samples, batch, d),
-    the codes ``z = mean + sigma * eps`` and log p(x|z) for every code (n_samples, batch)."""
+    the codes ``z = mean + sigma * eps`` and log p(x|z) for every code (n_samples, batch).
+
+    A batch decodes ``n_samples * batch_size`` codes at once, so the scores' default batch sizes keep
+    that near 500: at 2,000 (the ELBO's former 250 images x 8 draws) a kernel peaked 175 MB higher, at
+    5,000 (IWAE's 50 x 100) 227 MB higher, for the same time (BENCHMARKS.md).
+    """
     x = check_images(x, "x", _image_shape(vae))
     batch_size = check_count(batch_size, "batch_size")
     _check_likelihood(likelihood)
@@ -103,7 +108,7 @@ def _sampled_batches(vae, x, n_samples, batch_size, seed, likelihood="bernoulli"
         yield mean, log_var, eps, z, log_px.reshape(n_samples, -1)
 
 
-def elbo(vae, x, n_samples=8, batch_size=250, seed=0, likelihood="bernoulli"):
+def elbo(vae, x, n_samples=8, batch_size=50, seed=0, likelihood="bernoulli"):
     """Mean evidence lower bound in nats per image (higher is better; -165 beats -170).
 
     The KL term is exact (closed form); the reconstruction term averages ``n_samples`` draws of z
@@ -115,7 +120,7 @@ def elbo(vae, x, n_samples=8, batch_size=250, seed=0, likelihood="bernoulli"):
     return total / len(x)
 
 
-def rate_distortion(vae, x, n_samples=8, batch_size=250, seed=0):
+def rate_distortion(vae, x, n_samples=8, batch_size=50, seed=0):
     """The two terms of the ELBO on ``x``, in nats per image, and how the code is used; a dict.
 
     ``rate``: the mean KL (closed form), what the codes cost; ``distortion``: the mean of
@@ -139,7 +144,7 @@ def rate_distortion(vae, x, n_samples=8, batch_size=250, seed=0):
             "active_units": int(np.sum(variances > ACTIVE_THRESHOLD)), "mean_variances": variances}
 
 
-def log_weights(vae, x, k=100, batch_size=50, seed=0, likelihood="bernoulli"):
+def log_weights(vae, x, k=100, batch_size=10, seed=0, likelihood="bernoulli"):
     """The importance log-weights log p(x|z_i) + log p(z_i) - log q(z_i|x), shape (k, n), float64.
 
     ``z_i`` are ``k`` draws from each image's posterior q(z|x). Their mean over the draws is a one-sample
@@ -154,7 +159,7 @@ def log_weights(vae, x, k=100, batch_size=50, seed=0, likelihood="bernoulli"):
     return np.concatenate(blocks, axis=1)
 
 
-def importance_weighted_nll(vae, x, k=100, batch_size=50, seed=0, likelihood="bernoulli"):
+def importance_weighted_nll(vae, x, k=100, batch_size=10, seed=0, likelihood="bernoulli"):
     """IWAE estimate of -log p(x) in nats per image, with ``k`` importance samples from q(z|x).
 
     log p(x) ~= logsumexp_i[log p(x|z_i) + log p(z_i) - log q(z_i|x)] - log k. It is never
