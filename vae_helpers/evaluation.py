@@ -86,8 +86,8 @@ def _sampled_batches(vae, x, n_samples, batch_size, seed, likelihood="bernoulli"
     the codes ``z = mean + sigma * eps`` and log p(x|z) for every code (n_samples, batch).
 
     A batch decodes ``n_samples * batch_size`` codes at once, so the scores' default batch sizes keep
-    that near 500: at 2,000 (the ELBO's former 250 images x 8 draws) a kernel peaked 175 MB higher, at
-    5,000 (IWAE's 50 x 100) 227 MB higher, for the same time (BENCHMARKS.md).
+    that near 500: at 2,000 (the ELBO's former 250 images x 8 draws) a kernel peaked 175 MiB higher, at
+    5,000 (IWAE's 50 x 100) 227 MiB higher, for the same time (BENCHMARKS.md).
     """
     x = check_images(x, "x", _image_shape(vae))
     batch_size = check_count(batch_size, "batch_size")
