@@ -1,7 +1,8 @@
 """What the shipped models compute, on whichever backend this process runs: the probe behind test_backends.py.
 
 ``KERAS_BACKEND=jax python tests/backend_probe.py OUT.npz`` writes the backend's name and, for each shipped
-model, its decodes of fixed codes and its encodings of fixed images (a conditional model's too).
+model, its decodes of fixed codes and its encodings of fixed images (the conditional model's decodes, and the
+plain autoencoder's decodes and encodings, too).
 """
 
 import sys
@@ -21,6 +22,9 @@ def probe():
         out[f"encode_{latent_dim}"] = np.stack(latent.encode(vae, images, return_log_var=True))
     cvae = pretrained.load_pretrained(2, conditional=True)
     out["decode_conditional"] = conditional.decode(cvae, rng.normal(0, 1.5, (10, 2)), np.arange(10))
+    _, ae_encoder, ae_decoder = pretrained.load_autoencoder(2)
+    out["decode_autoencoder"] = latent.decode(ae_decoder, rng.normal(0, 30.0, (16, 2)))  # its codes spread wider
+    out["encode_autoencoder"] = latent.encode(ae_encoder, images)
     return out
 
 

@@ -47,7 +47,7 @@ def test_shipped_models_decode_and_encode_alike_on_every_backend(other_backend, 
     here, there = _probe_on(BACKEND, tmp_path), _probe_on(other_backend, tmp_path)
     assert (str(here["backend"]), str(there["backend"])) == (BACKEND, other_backend)
     keys = sorted(key for key in here if key != "backend")
-    assert keys == sorted(key for key in there if key != "backend") and len(keys) == 5
+    assert keys == sorted(key for key in there if key != "backend") and len(keys) == 7
     for key in keys:
         assert here[key].shape == there[key].shape, key
         assert np.ptp(here[key]) > 0.1, f"{key}: the probe's outputs barely vary; it would not tell backends apart"

@@ -72,3 +72,64 @@ def test_pixel_classifier_is_a_fair_judge(full_mnist):
     """The judge of the two tests above: a 3-NN on raw pixels, right on about 96% of real test digits."""
     (x_train, y_train), (x_test, y_test) = full_mnist
     assert np.mean(evaluation.classify_digits(x_test[:1000], x_train, y_train) == y_test[:1000]) > 0.95
+
+
+# --- notebook 1's plain autoencoder, shipped for notebook 4 ------------------------------------------
+
+
+def test_the_shipped_autoencoder_is_the_one_notebook_1_trains():
+    """Notebook 4 says it measures the same weights as notebook 1: the record's settings are the notebook's."""
+    import json
+    from pathlib import Path
+
+    record = pretrained.autoencoder_record(2)
+    autoencoder, encoder, decoder = pretrained.load_autoencoder(2)
+    assert autoencoder.count_params() == models.build_autoencoder(2)[0].count_params()
+    assert encoder.output_shape == (None, 2) and decoder.output_shape == (None, 28, 28, 1)
+    notebook = Path(__file__).parents[1] / "notebooks" / "01_autoencoders_and_latent_spaces.ipynb"
+    code = "\n".join("".join(cell["source"]) for cell in json.loads(notebook.read_text())["cells"]
+                     if cell["cell_type"] == "code")
+    settings = record["settings"]
+    assert f"vae_helpers.set_seed({settings['seed']})  # notebook 4" in code
+    assert f"x_train[:{settings['train_digits']:_}]" in code and f"AE_EPOCHS = {settings['epochs']}\n" in code
+    assert f"epochs=AE_EPOCHS, batch_size={settings['batch_size']}, x_val=x_test" in code
+    assert record["command"].startswith("python scripts/ship_autoencoder.py ")
+
+
+def test_an_unknown_autoencoder_is_refused():
+    with pytest.raises(models.WeightsError, match="no shipped autoencoder with latent_dim=16; choose one of"):
+        pretrained.load_autoencoder(16)
+
+
+def test_the_shipped_autoencoder_beats_pca_as_in_notebook_1(full_mnist):
+    """Its test loss, computed here in numpy, is the record's, and below that of 2-D PCA fitted to its digits."""
+    (x_train, _), (x_test, _) = full_mnist
+    _, encoder, decoder = pretrained.load_autoencoder(2)
+    record = pretrained.autoencoder_record(2)
+
+    def bce(x, p):
+        x, p = x.reshape(len(x), -1).astype(np.float64), np.clip(p.reshape(len(p), -1), 1e-7, 1 - 1e-7)
+        return float(np.mean(-np.sum(x * np.log(p) + (1 - x) * np.log(1 - p), axis=1)))
+
+    ae_loss = bce(x_test, np.asarray(decoder.predict(encoder.predict(x_test, verbose=0), verbose=0)))
+    assert ae_loss == pytest.approx(record["test_loss"], abs=0.01)
+    flat = x_train[:record["settings"]["train_digits"]].reshape(-1, 784).astype(np.float64)
+    mean = flat.mean(axis=0)
+    _, vectors = np.linalg.eigh(np.cov(flat, rowvar=False))
+    top = vectors[:, -2:]  # the two directions of largest variance
+    pca = (x_test.reshape(-1, 784) - mean) @ top @ top.T + mean
+    assert ae_loss < bce(x_test, pca) - 3.0
+
+
+def test_the_autoencoder_has_holes_the_vae_has_not(full_mnist):
+    """Notebook 4's measurement with the shipped weights: random points far from the codes for the plain
+    autoencoder (uniform in the box of its codes), near them for the VAE (drawn from its prior)."""
+    (x_train, _), (x_test, _) = full_mnist
+    x_ae = x_train[:pretrained.autoencoder_record(2)["settings"]["train_digits"]]
+    _, encoder, _ = pretrained.load_autoencoder(2)
+    ae_train, ae_test = latent.encode(encoder, x_ae), latent.encode(encoder, x_test)
+    rng = np.random.default_rng(0)
+    ae_ratio = latent.hole_ratio(ae_train, ae_test, rng.uniform(ae_train.min(0), ae_train.max(0), (1000, 2)))
+    vae = pretrained.load_pretrained(2)
+    vae_ratio = latent.hole_ratio(latent.encode(vae, x_ae), latent.encode(vae, x_test), rng.standard_normal((1000, 2)))
+    assert ae_ratio > 3.0 and vae_ratio < 2.0, (ae_ratio, vae_ratio)

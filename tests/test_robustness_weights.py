@@ -2,6 +2,7 @@
 is checked before anything is assigned, and a damaged shipped file is refused with how to restore it."""
 
 import hashlib
+import json
 import os
 import shutil
 
@@ -83,6 +84,11 @@ def test_records_carry_the_sha256_of_their_weights(latent_dim):
     assert pretrained.pretrained_record(latent_dim)["weights_sha256"] == digest
 
 
+def test_the_autoencoders_record_carries_the_sha256_of_its_weights():
+    path = pretrained._resource(f"{pretrained.SHIPPED_AUTOENCODER[2]}.weights.h5")
+    assert pretrained.autoencoder_record(2)["weights_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 @pytest.fixture
 def shipped_copy(tmp_path, monkeypatch):
     """The shipped files copied to a folder that load_pretrained then reads from."""
@@ -105,6 +111,23 @@ def test_a_damaged_shipped_file_is_refused_with_how_to_restore_it(shipped_copy):
         pretrained.load_pretrained(2)
     assert "git checkout -- vae_helpers/resources/pretrained/vae_mnist_z2.weights.h5" in str(caught.value)
     assert "pip install --force-reinstall vae-helpers" in str(caught.value)
+
+
+def test_a_damaged_shipped_autoencoder_is_refused_with_how_to_restore_it(shipped_copy):
+    zero_middle(shipped_copy / "ae_mnist_z2.weights.h5")
+    with pytest.raises(models.WeightsError, match="the shipped weights file is damaged") as caught:
+        pretrained.load_autoencoder(2)
+    assert "git checkout -- vae_helpers/resources/pretrained/ae_mnist_z2.weights.h5" in str(caught.value)
+
+
+def test_a_vae_file_in_the_autoencoders_place_is_refused(shipped_copy):
+    """Even with a record that vouches for it: the arrays are checked against the autoencoder's own weights."""
+    shutil.copy(shipped_copy / "vae_mnist_z2.weights.h5", shipped_copy / "ae_mnist_z2.weights.h5")
+    record = json.loads((shipped_copy / "ae_mnist_z2.json").read_text())
+    record["weights_sha256"] = hashlib.sha256((shipped_copy / "ae_mnist_z2.weights.h5").read_bytes()).hexdigest()
+    (shipped_copy / "ae_mnist_z2.json").write_text(json.dumps(record))
+    with pytest.raises(models.WeightsError, match=r"does not fit the plain autoencoder \(latent_dim=2\)"):
+        pretrained.load_autoencoder(2)
 
 
 def test_a_damaged_shipped_record_is_named(shipped_copy):

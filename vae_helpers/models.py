@@ -306,9 +306,9 @@ def _twin(vae):
     return twin
 
 
-def _check_shapes(vae, arrays, path):
+def _check_shapes(model, arrays, path, network):
     """WeightsError unless the file's arrays have exactly the shapes of the network's weights (before any loading)."""
-    expected = sorted(tuple(weight.shape) for weight in vae.weights)
+    expected = sorted(tuple(weight.shape) for weight in model.weights)
     got = sorted(tuple(array.shape) for array in arrays.values())
     if got == expected:
         return
@@ -316,30 +316,26 @@ def _check_shapes(vae, arrays, path):
     missing = sorted(set(expected) - set(got))
     detail = (f"the file has arrays of shape {extra[:3]} that this network has not"
               if extra else f"the network has weights of shape {missing[:3]} that the file has not")
-    raise WeightsError(f"{path}: does not fit this VAE (latent_dim={vae.latent_dim}): the file holds {len(got)} "
+    raise WeightsError(f"{path}: does not fit {network}: the file holds {len(got)} "
                        f"arrays, the network {len(expected)} weights; {detail}. Was it saved from another "
                        "network (another latent_dim)?")
 
 
-def load_vae_weights(vae, path):
-    """Load a ``.weights.h5`` file into ``vae``; WeightsError naming the file if it does not fit.
+def load_checked(model, path, network):
+    """Load a ``.weights.h5`` file into ``model``, a network nobody uses yet; WeightsError if the file does not fit.
 
-    The whole file is checked before anything is assigned: every array is read (a truncated or
-    damaged file fails), their shapes must be the network's, and Keras loads the file into a twin
-    of ``vae`` first, by layer name. Only when all of that succeeds are the weights copied into
-    ``vae``, so a failed load leaves the model exactly as it was. A file whose values were changed
-    but stay finite numbers cannot be told from a good one: the shipped weights carry a SHA-256 for
-    that (``vae_helpers.pretrained``).
+    Every array is read first (a truncated or damaged file fails), and their shapes must be the
+    network's. Keras then loads the file by layer name; a part of the file it had to skip counts as
+    an error too. ``network`` names the network in the messages ("this VAE (latent_dim=2)"). A
+    failure can leave ``model`` half loaded: load into a twin of a model in use (``load_vae_weights``).
     """
     path = Path(path)
-    arrays = read_weights_file(path)
-    _check_shapes(vae, arrays, path)
-    twin = _twin(vae)
+    _check_shapes(model, read_weights_file(path), path, network)
     problem = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            twin.load_weights(path)
+            model.load_weights(path)
         except Exception as err:  # Keras reports shape mismatches and bad layouts with several types
             problem = str(err).splitlines()[0]
     # Keras only warns when part of a file is missing and leaves those layers untrained: treat as an error.
@@ -348,6 +344,18 @@ def load_vae_weights(vae, path):
                and "Skipping variable loading for optimizer" not in str(w.message)]
     problem = problem or (skipped[0].splitlines()[0] if skipped else None)
     if problem:
-        raise WeightsError(f"{path}: does not fit this VAE (latent_dim={vae.latent_dim}): {problem[:300]}")
+        raise WeightsError(f"{path}: does not fit {network}: {problem[:300]}")
+    return model
+
+
+def load_vae_weights(vae, path):
+    """Load a ``.weights.h5`` file into ``vae``; WeightsError naming the file if it does not fit.
+
+    The whole file is checked and loaded into a twin of ``vae`` first (``load_checked``). Only when
+    that succeeds are the weights copied into ``vae``, so a failed load leaves the model exactly as
+    it was. A file whose values were changed but stay finite numbers cannot be told from a good one:
+    the shipped weights carry a SHA-256 for that (``vae_helpers.pretrained``).
+    """
+    twin = load_checked(_twin(vae), path, f"this VAE (latent_dim={vae.latent_dim})")
     vae.set_weights(twin.get_weights())
     return vae

@@ -1,9 +1,11 @@
 """Weights shipped with the package, so every notebook is useful without a long training run.
 
 Two models of the book's network, trained with ``python -m vae_helpers train`` on full MNIST:
-a 2-D one (the latent manifold) and a 16-D one (latent arithmetic needs room); and a 2-D
+a 2-D one (the latent manifold) and a 16-D one (latent arithmetic needs room); a 2-D
 conditional VAE (``vae_helpers.conditional``, ``conditional=True``), trained with
-``scripts/train_conditional.py``. The exact command, settings, per-epoch history and test scores of
+``scripts/train_conditional.py``; and notebook 1's plain 2-D autoencoder (``load_autoencoder``),
+trained by ``scripts/ship_autoencoder.py`` exactly as notebook 1 trains it, so that notebook 4 can
+measure its holes beside the VAE's without training it again. The exact command, settings, per-epoch history and test scores of
 each are in ``resources/pretrained/<name>.json`` (``pretrained_record``). The files hold no
 optimizer state: they are for use, not for resuming.
 
@@ -17,24 +19,32 @@ from importlib import resources
 from pathlib import Path
 
 from vae_helpers.files import read_error, sha256_of
-from vae_helpers.models import WeightsError, build_vae, load_vae_weights
+from vae_helpers.models import WeightsError, build_autoencoder, build_vae, load_checked, load_vae_weights
 
 SHIPPED = {2: "vae_mnist_z2", 16: "vae_mnist_z16"}
 #: Conditional VAEs (``vae_helpers.conditional``) by latent_dim: ``load_pretrained(2, conditional=True)``.
 SHIPPED_CONDITIONAL = {2: "cvae_mnist_z2"}
+#: Plain autoencoders (``models.build_autoencoder``) by latent_dim: ``load_autoencoder(2)``.
+SHIPPED_AUTOENCODER = {2: "ae_mnist_z2"}
 
 
 def _resource(name):
     return Path(str(resources.files("vae_helpers") / "resources" / "pretrained" / name))
 
 
-def _name(latent_dim, conditional=False):
-    if not isinstance(conditional, bool):
-        raise ValueError(f"conditional must be True or False, got {conditional!r}")
-    shipped, kind = (SHIPPED_CONDITIONAL, "conditional model") if conditional else (SHIPPED, "model")
+def _pick(shipped, latent_dim, kind):
+    """The file name (without suffix) of the shipped ``kind`` with ``latent_dim``; WeightsError listing the choices."""
     if isinstance(latent_dim, bool) or latent_dim not in shipped:
         raise WeightsError(f"no shipped {kind} with latent_dim={latent_dim!r}; choose one of {sorted(shipped)}")
     return shipped[latent_dim]
+
+
+def _name(latent_dim, conditional=False):
+    if not isinstance(conditional, bool):
+        raise ValueError(f"conditional must be True or False, got {conditional!r}")
+    if conditional:
+        return _pick(SHIPPED_CONDITIONAL, latent_dim, "conditional model")
+    return _pick(SHIPPED, latent_dim, "model")
 
 
 def _restore_hint(path):
@@ -42,23 +52,28 @@ def _restore_hint(path):
             "otherwise reinstall the package ('pip install --force-reinstall vae-helpers')")
 
 
-def pretrained_record(latent_dim=2, conditional=False):
-    """The ``run.json`` of a shipped model: command, settings, per-epoch history, test scores, weights SHA-256.
-
-    ``conditional=True`` gives the conditional VAE's record (its scores include the pixel judge's accuracy).
-    """
-    path = _resource(f"{_name(latent_dim, conditional)}.json")
+def _read_record(name, *required):
+    """The record ``<name>.json``, with ``required`` settings present; WeightsError saying how to restore it."""
+    path = _resource(f"{name}.json")
     try:
         record = json.loads(path.read_text())
-        record["settings"]["latent_dim"], record["weights_sha256"]
-        if conditional:
-            record["settings"]["n_classes"]
+        record["weights_sha256"]
+        for key in ("latent_dim", *required):
+            record["settings"][key]
     except OSError as err:
         raise WeightsError(f"{read_error(path, err, 'record')}; {_restore_hint(path)}") from err
     except (ValueError, KeyError, TypeError) as err:
         raise WeightsError(f"{path}: the record of the shipped model is damaged ({type(err).__name__}: {err}); "
                            f"{_restore_hint(path)}") from err
     return record
+
+
+def pretrained_record(latent_dim=2, conditional=False):
+    """The ``run.json`` of a shipped model: command, settings, per-epoch history, test scores, weights SHA-256.
+
+    ``conditional=True`` gives the conditional VAE's record (its scores include the pixel judge's accuracy).
+    """
+    return _read_record(_name(latent_dim, conditional), *(("n_classes",) if conditional else ()))
 
 
 def verify_shipped_file(path, sha256):
@@ -89,3 +104,22 @@ def load_pretrained(latent_dim=2, conditional=False):
     else:
         vae = build_vae(settings["latent_dim"], settings["loss"], seed=settings["seed"])
     return load_vae_weights(vae, path)
+
+
+def autoencoder_record(latent_dim=2):
+    """The record of the shipped plain autoencoder: how it was trained, its test loss, its weights' SHA-256."""
+    return _read_record(_pick(SHIPPED_AUTOENCODER, latent_dim, "autoencoder"))
+
+
+def load_autoencoder(latent_dim=2):
+    """Notebook 1's plain autoencoder, trained: ``(autoencoder, encoder, decoder)``, as ``models.build_autoencoder`` gives.
+
+    Its record (``autoencoder_record``) says how: one epoch of batch 64 on MNIST's first 30,000
+    training digits, with seed 0. The file's SHA-256 is checked against the record first.
+    """
+    record = autoencoder_record(latent_dim)
+    path = _resource(f"{SHIPPED_AUTOENCODER[latent_dim]}.weights.h5")
+    verify_shipped_file(path, record["weights_sha256"])
+    autoencoder, encoder, decoder = build_autoencoder(latent_dim)
+    load_checked(autoencoder, path, f"the plain autoencoder (latent_dim={latent_dim})")
+    return autoencoder, encoder, decoder

@@ -785,7 +785,7 @@ def train_run(out, settings=None, force=False, resume=False, progress="bar", det
     compile_with(vae, settings, len(x_fit))
     if resume:
         try:
-            _check_shapes(vae, backup, out / CHECKPOINT_DIR / BACKUP_DIR)
+            _check_shapes(vae, backup, out / CHECKPOINT_DIR / BACKUP_DIR, f"this VAE (latent_dim={vae.latent_dim})")
         except WeightsError as err:
             raise RunFolderError(f"{err} The settings in {out / RECORD_FILE} no longer match the checkpoint "
                                  "(was the file edited?)") from err
