@@ -187,6 +187,30 @@ def test_knn_accuracy_separates_and_does_not_invent_structure():
         evaluation.knn_latent_accuracy(vae, x[:5], y[:5], x[5:], y[5:], k=6)
 
 
+def test_knn_accuracy_on_codes_matches_a_brute_force_vote():
+    """Against a full distance matrix and a majority vote written out here (ties go to the smaller label)."""
+    rng = np.random.default_rng(3)
+    z_train, z_test = rng.normal(size=(300, 3)), rng.normal(size=(120, 3))
+    y_train = (z_train[:, 0] > 0).astype(int) + 2 * (rng.uniform(size=300) < 0.2)
+    y_test = (z_test[:, 0] > 0).astype(int)
+    distances = ((z_test[:, None, :] - z_train[None, :, :]) ** 2).sum(axis=-1)
+    nearest = np.argsort(distances, axis=1)[:, :7]
+    expected = np.mean([np.bincount(y_train[row], minlength=4).argmax() == label
+                        for row, label in zip(nearest, y_test)])
+    assert evaluation.knn_accuracy(z_train, y_train, z_test, y_test, k=7) == pytest.approx(expected)
+    assert 0.6 < expected < 1.0  # a vote that can go either way, not a trivial case
+
+
+def test_knn_accuracy_names_bad_codes_and_labels():
+    z = np.zeros((10, 2))
+    with pytest.raises(ValueError, match=r"z_test must be codes of shape \(n, 2\), got shape \(10, 3\)"):
+        evaluation.knn_accuracy(z, np.zeros(10, int), np.zeros((10, 3)), np.zeros(10, int))
+    with pytest.raises(ValueError, match="y_train must hold one non-negative integer label per image"):
+        evaluation.knn_accuracy(z, np.zeros(9, int), z, np.zeros(10, int))
+    with pytest.raises(ValueError, match="k must be between 1 and the number of training codes"):
+        evaluation.knn_accuracy(z, np.zeros(10, int), z, np.zeros(10, int), k=11)
+
+
 def test_classify_digits_votes_among_the_nearest_pixels():
     x_train = np.zeros((6, 28, 28, 1), np.float32)
     x_train[:3, :14] = 1.0                      # three "top half" images of class 4
