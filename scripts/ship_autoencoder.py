@@ -13,6 +13,7 @@ SHA-256 of the training digits and of the weights file, and the test loss the no
 import argparse
 import shlex
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import numpy as np
 import vae_helpers
 from vae_helpers import data, keras, latent, models, pretrained, training
 from vae_helpers.config import DEFAULT_LEARNING_RATE
-from vae_helpers.files import atomic_write, sha256_of, write_json
+from vae_helpers.files import write_weights_and_record
 from vae_helpers.losses import reconstruction_loss
 
 RESOURCES = Path(pretrained.__file__).parent / "resources" / "pretrained"
@@ -55,9 +56,9 @@ def main(argv=None):
     # Saved from a fresh, untrained twin: the file holds the network's weights, not the optimizer's state.
     twin = models.build_autoencoder(SETTINGS["latent_dim"])[0]
     twin.set_weights(autoencoder.get_weights())
-    name = pretrained.SHIPPED_AUTOENCODER[SETTINGS["latent_dim"]]
-    target = RESOURCES / f"{name}.weights.h5"
-    atomic_write(target, twin.save_weights)
+    with tempfile.TemporaryDirectory() as folder:
+        twin.save_weights(Path(folder) / "ae.weights.h5")
+        weights = (Path(folder) / "ae.weights.h5").read_bytes()
     record = {
         "model": "models.build_autoencoder(latent_dim=2): the book's encoder (z_mean head) and decoder, no sampling",
         "command": shlex.join(["python", "scripts/ship_autoencoder.py", *(argv if argv is not None else sys.argv[1:])]),
@@ -69,9 +70,11 @@ def main(argv=None):
         "history": {key: [float(v) for v in values] for key, values in history.history.items()},
         "test_loss": test_loss(encoder, decoder, x_test),
         "scored_on": f"MNIST test set, {len(x_test):,} digits",
-        "weights_sha256": sha256_of(target),
     }
-    write_json(RESOURCES / f"{name}.json", record)
+    # Everything is computed: now the two files, both or neither (the record gets the weights' SHA-256).
+    name = pretrained.SHIPPED_AUTOENCODER[SETTINGS["latent_dim"]]
+    target = RESOURCES / f"{name}.weights.h5"
+    record = write_weights_and_record(weights, target, record, RESOURCES / f"{name}.json")
     print(f"test loss {record['test_loss']:.3f} nats per image after {seconds:.0f} s; wrote {target}")
 
 

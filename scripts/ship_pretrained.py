@@ -19,7 +19,7 @@ import numpy as np
 
 from vae_helpers import data, evaluation, latent, plotting, pretrained
 from vae_helpers.models import build_vae, load_vae_weights
-from vae_helpers.files import copy_file, sha256_of, write_json
+from vae_helpers.files import sha256_of, write_weights_and_record
 from vae_helpers.training import RECORD_FILE, WEIGHTS_FILE
 
 RESOURCES = Path(pretrained.__file__).parent / "resources" / "pretrained"
@@ -68,10 +68,9 @@ def main(argv=None):
     mnist = data.load_mnist(args.mnist)
     record.update(scores(vae, mnist, args.k))
     name = pretrained.SHIPPED[settings["latent_dim"]]
-    target = RESOURCES / f"{name}.weights.h5"
-    copy_file(args.run / WEIGHTS_FILE, target)
-    record["weights_sha256"] = sha256_of(target)  # checked by load_pretrained on every load
-    write_json(RESOURCES / f"{name}.json", record)
+    # The record gets the weights' SHA-256, which load_pretrained checks on every load; both files or neither.
+    record = write_weights_and_record((args.run / WEIGHTS_FILE).read_bytes(), RESOURCES / f"{name}.weights.h5",
+                                      record, RESOURCES / f"{name}.json")
     print(json.dumps({key: record[key] for key in ("command", "test_elbo", "iwae_nll", "knn_accuracy", "active_units")
                       if key in record}, indent=1))
 

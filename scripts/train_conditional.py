@@ -41,7 +41,7 @@ from vae_helpers import conditional, data, pretrained
 from vae_helpers._backend import keras, set_seed
 from vae_helpers.config import RECIPES, TrainSettings
 from vae_helpers.evaluation import classify_digits
-from vae_helpers.files import copy_file, sha256_of, write_json
+from vae_helpers.files import sha256_of, write_json, write_weights_and_record
 from vae_helpers.training import (CHECKPOINT_DIR, RECORD_FILE, WEIGHTS_FILE, best_epoch, learning_rate,
                                   split_validation, versions)
 
@@ -182,9 +182,8 @@ def main(argv=None):
     write_json(out / RECORD_FILE, record)
     if args.ship:
         name = pretrained.SHIPPED_CONDITIONAL[settings.latent_dim]
-        copy_file(out / WEIGHTS_FILE, RESOURCES / f"{name}.weights.h5")
-        record["weights_sha256"] = sha256_of(RESOURCES / f"{name}.weights.h5")
-        write_json(RESOURCES / f"{name}.json", record)
+        record = write_weights_and_record((out / WEIGHTS_FILE).read_bytes(), RESOURCES / f"{name}.weights.h5",
+                                          record, RESOURCES / f"{name}.json")
         print(f"Shipped as {RESOURCES / name}.weights.h5 and .json")
     print(json.dumps({key: record[key] for key in ("command", "test_elbo", "judge_accuracy", "swap_accuracy",
                                                    "knn_accuracy", "train_seconds_this_session")}, indent=1))

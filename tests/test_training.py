@@ -1,6 +1,7 @@
 """Training: exact repeatability, best-epoch selection, interruption and resume, progress, run folders."""
 
 import errno
+import hashlib
 import json
 
 import numpy as np
@@ -292,6 +293,30 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
     assert caught.value.filename == str(target) and "No space left on device" in caught.value.strerror
     assert json.loads(target.read_text()) == {"ok": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
+
+
+@pytest.mark.parametrize("had_weights", [True, False])
+def test_weights_and_record_are_written_both_or_neither(tmp_path, monkeypatch, had_weights):
+    """The shipping scripts' install: if the record cannot be written, the weights file is as it was."""
+    weights, record = tmp_path / "m.weights.h5", tmp_path / "m.json"
+    if had_weights:
+        weights.write_bytes(b"old weights")
+    record.write_text('{"old": true}')
+
+    def full_disk(path, data):
+        raise files.FileWriteError(errno.ENOSPC, "cannot write (No space left on device)", str(path))
+
+    monkeypatch.setattr(files, "write_json", full_disk)
+    with pytest.raises(files.FileWriteError, match="No space left"):
+        files.write_weights_and_record(b"new weights", weights, {"settings": {}}, record)
+    assert (weights.read_bytes() == b"old weights") if had_weights else not weights.exists()
+    assert json.loads(record.read_text()) == {"old": True}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.json"] + (["m.weights.h5"] if had_weights else []))
+    monkeypatch.undo()
+    written = files.write_weights_and_record(b"new weights", weights, {"settings": {}}, record)
+    assert weights.read_bytes() == b"new weights"
+    assert json.loads(record.read_text()) == written
+    assert written["weights_sha256"] == hashlib.sha256(b"new weights").hexdigest()
 
 
 def test_diverging_training_stops_with_a_clear_message(small_images):

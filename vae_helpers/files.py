@@ -87,6 +87,28 @@ def write_json(path, data):
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
+def write_weights_and_record(weights, weights_path, record, record_path):
+    """Write a weights file (its bytes) and its JSON record together: both, or neither changes.
+
+    The record gains the weights' SHA-256 (``weights_sha256``), which a load checks the file against.
+    Each file is written atomically; if the record cannot be written, the weights file is put back as
+    it was (or removed, if there was none), so the pair never disagrees. Returns the record written.
+    """
+    weights_path, record_path = Path(weights_path), Path(record_path)
+    previous = weights_path.read_bytes() if weights_path.exists() else None
+    record = {**record, "weights_sha256": hashlib.sha256(weights).hexdigest()}
+    atomic_write(weights_path, lambda tmp: Path(tmp).write_bytes(weights))
+    try:
+        write_json(record_path, record)
+    except BaseException:
+        if previous is None:
+            weights_path.unlink(missing_ok=True)
+        else:
+            atomic_write(weights_path, lambda tmp: Path(tmp).write_bytes(previous))
+        raise
+    return record
+
+
 def copy_file(source, target):
     """Copy ``source`` onto ``target`` atomically (the target is whole before or after, never half)."""
     data = Path(source).read_bytes()
