@@ -1,6 +1,9 @@
 """The models shipped in the package: they load, their records say how they were made, and on full MNIST
 they are as good as promised (those tests need the canonical MNIST files: see ``--mnist-dir``)."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -79,9 +82,6 @@ def test_pixel_classifier_is_a_fair_judge(full_mnist):
 
 def test_the_shipped_autoencoder_is_the_one_notebook_1_trains():
     """Notebook 4 says it measures the same weights as notebook 1: the record's settings are the notebook's."""
-    import json
-    from pathlib import Path
-
     record = pretrained.autoencoder_record(2)
     autoencoder, encoder, decoder = pretrained.load_autoencoder(2)
     assert autoencoder.count_params() == models.build_autoencoder(2)[0].count_params()
