@@ -123,9 +123,10 @@ def test_the_shipped_autoencoder_beats_pca_as_in_notebook_1(full_mnist):
 
 def test_the_autoencoder_has_holes_the_vae_has_not(full_mnist):
     """Notebook 4's measurement with the shipped weights: random points far from the codes for the plain
-    autoencoder (uniform in the box of its codes), near them for the VAE (drawn from its prior)."""
+    autoencoder (uniform in the box of its codes), near them for the VAE (drawn from its prior). On a third
+    of the notebook's digits, for time: 5.0 and 1.5 here, 5.2 and 1.4 in the notebook."""
     (x_train, _), (x_test, _) = full_mnist
-    x_ae = x_train[:pretrained.autoencoder_record(2)["settings"]["train_digits"]]
+    x_ae, x_test = x_train[:10_000], x_test[:2_000]
     _, encoder, _ = pretrained.load_autoencoder(2)
     ae_train, ae_test = latent.encode(encoder, x_ae), latent.encode(encoder, x_test)
     rng = np.random.default_rng(0)
