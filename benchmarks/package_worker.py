@@ -4,7 +4,7 @@
 start-up and neither inherits the other's thread pools. It prints one JSON object on its last line.
 
 * ``--task throughput``: seconds of ``training.train_vae`` epochs at several batch sizes (with and
-  without XLA: ``--batch-sizes 16,16x``), every model warmed up first, then timed round-robin so a change in load hits every batch size alike.
+  without XLA, in float32 or bfloat16: ``--batch-sizes 16,16x,16b``), every model warmed up first, then timed round-robin so a change in load hits every batch size alike.
 * ``--task quality``: ``train_vae`` with a callback that scores the test ELBO every fraction of an
   epoch (scoring time is kept out of the training clock) and stops once a target is reached.
   Recipes: batch size, learning rate, a cosine schedule, learning-rate and KL warm-up (all options
@@ -31,16 +31,21 @@ from vae_helpers.training import learning_rate, train_vae
 
 
 def recipe(args):
-    """The run's TrainSettings: a named recipe's, or the flags'."""
+    """The run's TrainSettings: a named recipe's (this CPU's choice of precision and XLA, unless ``--precision``
+    says otherwise: float32 then comes with XLA, as on a CPU without AMX), or the flags'."""
     if args.recipe:
-        return TrainSettings(**recipe_settings(args.recipe)).validate()
+        chosen = recipe_settings(args.recipe)
+        if args.precision:
+            chosen.update(precision=args.precision, jit_compile=args.precision == "float32")
+        return TrainSettings(**chosen).validate()
     return TrainSettings(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                         lr_schedule=args.schedule, lr_warmup=args.lr_warmup, kl_warmup=args.kl_warmup).validate()
+                         lr_schedule=args.schedule, lr_warmup=args.lr_warmup, kl_warmup=args.kl_warmup,
+                         precision=args.precision or "float32").validate()
 
 
 def make_vae(settings, seed, n_train):
-    """The package's VAE with the recipe's optimizer: Adam at the recipe's learning rate or schedule."""
-    vae = build_vae(seed=seed, compile=False)
+    """The package's VAE with the recipe's optimizer (Adam at its learning rate or schedule) and precision."""
+    vae = build_vae(seed=seed, compile=False, precision=settings.precision)
     vae.compile(keras.optimizers.Adam(learning_rate(settings, n_train)),
                 jit_compile=settings.jit_compile and keras.backend.backend() == "tensorflow")
     return vae
@@ -119,21 +124,28 @@ def task_quality(args, x, x_test):
     return {"curve": scorer.curve, "settings": settings.__dict__, "steps_per_execution": vae.steps_per_execution}
 
 
+def variant(text):
+    """(batch size, XLA, precision) of a variant written "16", "16x" (the step compiled by XLA) or "16b" (bfloat16)."""
+    size = text.rstrip("xb")
+    return int(size), "x" in text[len(size):], "bfloat16" if "b" in text[len(size):] else "float32"
+
+
 def task_throughput(args, x, x_test):
-    """Epochs of ``train_vae`` per batch size; a size written "16x" trains with the step compiled by XLA."""
-    variants = [(int(size.rstrip("x")), size.endswith("x")) for size in args.batch_sizes.split(",")]
+    """Epochs of ``train_vae`` per variant (batch size, XLA, precision: see ``variant``)."""
+    variants = [variant(text) for text in args.batch_sizes.split(",")]
     models = {}
-    for size, xla in variants:  # warm-up: build, trace and run each model once (as many steps per execution as timed)
-        models[size, xla] = build_vae(seed=0, compile=False)
-        models[size, xla].compile(keras.optimizers.Adam(), jit_compile=xla)
-        train_vae(models[size, xla], x[:64 * size], epochs=1, batch_size=size, progress=None)
+    for size, xla, precision in variants:  # warm-up: build, trace and run each model once (steps per execution as timed)
+        models[size, xla, precision] = vae = build_vae(seed=0, compile=False, precision=precision)
+        vae.compile(keras.optimizers.Adam(), jit_compile=xla)
+        train_vae(vae, x[:64 * size], epochs=1, batch_size=size, progress=None)
     runs = []
     for repeat in range(args.repeats):
-        for size, xla in variants if repeat % 2 == 0 else variants[::-1]:
+        for size, xla, precision in variants if repeat % 2 == 0 else variants[::-1]:
             clock = Clock()
-            train_vae(models[size, xla], x, epochs=1, batch_size=size, seed=repeat, progress=None)
+            train_vae(models[size, xla, precision], x, epochs=1, batch_size=size, seed=repeat, progress=None)
             clock.pause()
-            runs.append({"batch_size": size, "jit_compile": xla, "seconds": clock.wall, "cpu_seconds": clock.cpu,
+            runs.append({"batch_size": size, "jit_compile": xla, "precision": precision,
+                         "seconds": clock.wall, "cpu_seconds": clock.cpu,
                          "images": len(x), "images_per_s": len(x) / clock.wall,
                          "images_per_cpu_s": len(x) / clock.cpu, "loadavg_1m": os.getloadavg()[0]})
     return {"runs": runs}
@@ -157,6 +169,8 @@ def main(argv=None):
     parser.add_argument("--kl-warmup", type=float, default=0.0, help="epochs of linear KL warm-up (0: none)")
     parser.add_argument("--lr-warmup", type=float, default=0.0, help="epochs of linear learning-rate warm-up (0: none)")
     parser.add_argument("--recipe", default=None, help="a named recipe of the CLI (its settings replace the flags')")
+    parser.add_argument("--precision", choices=("float32", "bfloat16"), default=None,
+                        help="of the network's hidden layers (default: float32, or the recipe's choice for this CPU)")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--scores-per-epoch", type=int, default=2)
     parser.add_argument("--n-samples", type=int, default=2)

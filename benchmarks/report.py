@@ -28,9 +28,10 @@ def throughput_table(runs):
     book_wall = statistics.median(r["images_per_s"] for r in runs["book"])
     rows = []
     groups = [("book recipe, batch 16 (tf_keras graph mode)", runs["book"])]
-    for size, xla in sorted({(r["batch_size"], r.get("jit_compile", False)) for r in runs["package"]}):
-        groups.append((f"train_vae, batch {size}" + (", XLA" if xla else ""),
-                       [r for r in runs["package"] if (r["batch_size"], r.get("jit_compile", False)) == (size, xla)]))
+    for key in sorted({variant(r) for r in runs["package"]}):
+        size, xla, precision = key
+        groups.append((f"train_vae, batch {size}" + (", XLA" if xla else "") + (", bfloat16" if precision != "float32" else ""),
+                       [r for r in runs["package"] if variant(r) == key]))
     for name, group in groups:
         wall = statistics.median(r["images_per_s"] for r in group)
         cpu = statistics.median(r["images_per_cpu_s"] for r in group)
@@ -42,20 +43,28 @@ def throughput_table(runs):
                   "CPU-s per 60k epoch", "load (1 min)"], rows)
 
 
+def variant(run):
+    """(batch size, XLA, precision) of one throughput run (runs from before the precision field were float32)."""
+    return run["batch_size"], run.get("jit_compile", False), run.get("precision", "float32")
+
+
 def step_cost_fit(runs):
-    """Least-squares fit of the package's time per step to t(B) = a * B + c, wall and CPU, over its batch sizes (ms)."""
+    """Least-squares fit of the package's time per step to t(B) = a * B + c, wall and CPU, over its batch sizes (ms),
+    without XLA, for each precision measured at several batch sizes."""
     import numpy as np
 
-    plain = [r for r in runs["package"] if not r.get("jit_compile", False)]  # the default path, without XLA
-    sizes = sorted({r["batch_size"] for r in plain})
-    fits = {}
-    for key, rate in (("wall", "images_per_s"), ("CPU", "images_per_cpu_s")):
-        ms = [1000 * size / statistics.median(r[rate] for r in plain if r["batch_size"] == size) for size in sizes]
-        a, c = np.polyfit(sizes, ms, 1)
-        fits[key] = (a, c, ms)
-    rows = [[key, f"{a:.3f}", f"{c:.2f}", ", ".join(f"{size}: {m:.1f}" for size, m in zip(sizes, ms))]
-            for key, (a, c, ms) in fits.items()]
-    return table(["time", "a (ms per image)", "c (ms per step)", "ms per step by batch size"], rows)
+    rows = []
+    for precision in sorted({variant(r)[2] for r in runs["package"]}, reverse=True):  # float32 first
+        plain = [r for r in runs["package"] if variant(r)[1:] == (False, precision)]
+        sizes = sorted({r["batch_size"] for r in plain})
+        if len(sizes) < 2:
+            continue
+        for key, rate in (("wall", "images_per_s"), ("CPU", "images_per_cpu_s")):
+            ms = [1000 * size / statistics.median(r[rate] for r in plain if r["batch_size"] == size) for size in sizes]
+            a, c = np.polyfit(sizes, ms, 1)
+            rows.append([f"{key}, {precision}", f"{a:.3f}", f"{c:.2f}",
+                         ", ".join(f"{size}: {m:.1f}" for size, m in zip(sizes, ms))])
+    return table(["time, precision", "a (ms per image)", "c (ms per step)", "ms per step by batch size"], rows)
 
 
 def backends_table(result):

@@ -42,9 +42,11 @@ RECIPES = {
     "batch 16, cosine decay over 10 epochs": ["--schedule", "cosine"],
     "batch 16, KL warm-up over 1 epoch": ["--kl-warmup", "1"],
     "--recipe fast": ["--recipe", "fast"],
+    "--recipe fast, float32 with XLA": ["--recipe", "fast", "--precision", "float32"],
 }
-#: The package's throughput variants: batch sizes, "x" for the step compiled by XLA (``--recipe fast`` does so).
-THROUGHPUT_BATCHES = "16,16x,32,64,128,128x"
+#: The package's throughput variants: batch sizes, "x" for the step compiled by XLA (``--recipe fast`` without AMX),
+#: "b" for bfloat16 hidden layers (``--recipe fast`` on a CPU with AMX).
+THROUGHPUT_BATCHES = "16,16x,16b,32,32b,64,64b,128,128x,128b"
 #: Recipes whose curves need explaining (section "diagnose"): trained for a few epochs, logging KL and active units.
 DIAGNOSED = ("batch 128, Adam 3e-3", "batch 16, KL warm-up over 1 epoch")
 PLANS = {"full": {"images": 12_800, "repeats": 2, "book_epochs": 10, "max_epochs": 10, "decodes": 2000, "rounds": 5,

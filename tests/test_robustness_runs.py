@@ -216,7 +216,8 @@ def test_the_record_names_the_backend_and_its_version(run):
 
 
 @pytest.mark.parametrize("flag, value", [("latent_dim", 16), ("data", "sample"), ("loss", "book"), ("batch_size", 32),
-                                         ("seed", 4), ("learning_rate", 0.01), ("kl_warmup", 1.0)])
+                                         ("seed", 4), ("learning_rate", 0.01), ("kl_warmup", 1.0),
+                                         ("precision", "bfloat16")])
 def test_flags_that_cannot_change_on_resume_are_refused_by_name(run, flag, value):
     before = snapshot(run)
     with pytest.raises(training.RunFolderError, match=f"--{flag.replace('_', '-')} {value} differs from this run's"):

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from vae_helpers.config import LR_SCHEDULES, PRESETS, RECIPES, TrainSettings, recipe_settings, runs_dir
+from vae_helpers.config import LR_SCHEDULES, PRECISIONS, PRESETS, RECIPES, TrainSettings, recipe_settings, runs_dir
 from vae_helpers.files import FileWriteError
 
 DEMO_MARKER = "demo.json"
@@ -50,9 +50,10 @@ def parser():
     fast = ", ".join(f"--{key.replace('_', '-')}" + ("" if value is True else f" {value}")
                      for key, value in RECIPES["fast"].items())
     train.add_argument("--recipe", choices=sorted(RECIPES),
-                       help=f"a named set of settings; flags given beside it win. fast: {fast} (reached the book's "
-                            "10-epoch test ELBO after 4 epochs, where the default needs 8.5 and the book 10; see "
-                            "BENCHMARKS.md); default: the defaults below")
+                       help=f"a named set of settings; flags given beside it win. fast: {fast}, and on a CPU with AMX "
+                            "--precision bfloat16 --no-jit-compile, elsewhere --jit-compile (reached the book's 10-epoch "
+                            "test ELBO after 4 epochs, where the default needs 8.5 and the book 10; see BENCHMARKS.md); "
+                            "default: the defaults below")
     train.add_argument("--epochs", type=int, help=f"number of epochs in all (default {defaults.epochs})")
     train.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
     train.add_argument("--latent-dim", type=int, help=f"default {defaults.latent_dim}")
@@ -71,6 +72,9 @@ def parser():
     train.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=None,
                        help="compile the training step with XLA on TensorFlow: about 1.3x fewer CPU-seconds per image "
                             "at batch 16, a few seconds of compiling first (default: off)")
+    train.add_argument("--precision", choices=PRECISIONS,
+                       help="arithmetic of the hidden layers: float32 (default), or bfloat16, about 2x fewer CPU-seconds "
+                            "per image on a CPU with AMX (emulated, and likely slower, on other CPUs); weights and scores stay float32")
     train.add_argument("--out", default=None, help="run folder (default: vae-runs/<loss>-z<dim>-seed<seed>)")
     replace = train.add_mutually_exclusive_group()
     replace.add_argument("--force", action="store_true", help="replace the run files in an existing --out")

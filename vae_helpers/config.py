@@ -35,13 +35,28 @@ DEFAULT_LEARNING_RATE = 1e-3
 #: Learning-rate schedules of a training run: constant, or cosine decay to 5% over all its steps.
 LR_SCHEDULES = ("constant", "cosine")
 #: Named sets of training settings (``python -m vae_helpers train --recipe NAME``); flags given beside one win.
-#: "fast" reached the book's 10-epoch test ELBO after 4 epochs (the default recipe: 8.5; BENCHMARKS.md, "Time to quality"),
-#: and compiles its step with XLA (on TensorFlow, about 1.3x fewer CPU-seconds per image at batch 16).
+#: "fast" reached the book's 10-epoch test ELBO after 4 epochs (the default recipe: 8.5; BENCHMARKS.md, "Time to quality").
+#: Its arithmetic depends on the CPU (``recipe_settings`` adds FAST_ON_BF16_CPU or FAST_ELSEWHERE).
 RECIPES = {
     "default": {},
-    "fast": {"epochs": 5, "batch_size": 16, "learning_rate": 2e-3, "lr_schedule": "cosine", "lr_warmup": 0.2,
-             "jit_compile": True},
+    "fast": {"epochs": 5, "batch_size": 16, "learning_rate": 2e-3, "lr_schedule": "cosine", "lr_warmup": 0.2},
 }
+#: On a CPU with AMX (bfloat16 matrix units): bfloat16 hidden layers, about 2x fewer CPU-seconds per image; XLA off,
+#: because XLA's CPU kernels do not use AMX and were slower than TensorFlow's own (BENCHMARKS.md, "bfloat16").
+FAST_ON_BF16_CPU = {"precision": "bfloat16", "jit_compile": False}
+#: Elsewhere: float32 with the step compiled by XLA (on TensorFlow, 1.2x to 1.3x fewer CPU-seconds per image at batch 16).
+FAST_ELSEWHERE = {"precision": "float32", "jit_compile": True}
+#: CPU flag (Linux /proc/cpuinfo) of the bfloat16 matrix units that make bfloat16 training pay (Intel AMX).
+BF16_CPU_FLAG = "amx_bf16"
+
+
+def cpu_has_bf16_units(cpuinfo="/proc/cpuinfo"):
+    """Whether this CPU has AMX bfloat16 units (its ``flags`` list ``amx_bf16``); False where that cannot be read."""
+    try:
+        text = open(cpuinfo, encoding="utf-8", errors="replace").read()
+    except OSError:
+        return False
+    return any(line.startswith("flags") and BF16_CPU_FLAG in line.split() for line in text.splitlines())
 
 
 def quick_mode():
@@ -126,11 +141,30 @@ def check_convention(convention):
         raise ValueError(f"unknown sampling convention {convention!r}; choose one of {SAMPLING_CONVENTIONS}")
 
 
-def recipe_settings(name):
-    """The settings of recipe ``name`` (a dict of TrainSettings fields); ValueError naming the recipes otherwise."""
+#: Arithmetic of a network's hidden layers: float32, or bfloat16 (Keras' "mixed_bfloat16": float32 weights).
+PRECISIONS = ("float32", "bfloat16")
+
+
+def check_precision(precision):
+    """``precision`` if it is one of PRECISIONS; ValueError naming them otherwise."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return precision
+
+
+def recipe_settings(name, bf16_units=None):
+    """The settings of recipe ``name`` (a dict of TrainSettings fields); ValueError naming the recipes otherwise.
+
+    "fast" adds the arithmetic that is quickest on this CPU: ``bf16_units`` (default:
+    ``cpu_has_bf16_units()``) picks FAST_ON_BF16_CPU, else FAST_ELSEWHERE. The run's record keeps
+    the choice, so a resumed run keeps it on any machine.
+    """
     if name not in RECIPES:
         raise ValueError(f"--recipe must be one of {sorted(RECIPES)}, got {name!r}")
-    return dict(RECIPES[name])
+    if name != "fast":
+        return dict(RECIPES[name])
+    bf16_units = cpu_has_bf16_units() if bf16_units is None else bf16_units
+    return {**RECIPES[name], **(FAST_ON_BF16_CPU if bf16_units else FAST_ELSEWHERE)}
 
 
 def recipe(name, **changes):
@@ -160,6 +194,9 @@ class TrainSettings:
     #: CPU: it pays at small batches over long runs, and costs a few seconds of compiling per model. JAX
     #: always compiles with XLA; on PyTorch it is not used (Keras would hand the step to ``torch.compile``).
     jit_compile: bool = False
+    #: Arithmetic of the hidden layers (``models.build_vae``): "float32", or "bfloat16" (weights stay float32),
+    #: which pays on a CPU with AMX; the run is scored in float32 either way.
+    precision: str = "float32"
 
     def validate(self):
         """Raise ValueError naming the first bad setting (as its command-line flag), before anything is written."""
@@ -182,6 +219,8 @@ class TrainSettings:
             raise ValueError(f"--validation-fraction must be in [0, 1), got {self.validation_fraction!r}")
         if not isinstance(self.jit_compile, bool):
             raise ValueError(f"jit_compile must be True or False, got {self.jit_compile!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.loss not in PRESETS:
             raise ValueError(f"--loss must be one of {sorted(PRESETS)}, got {self.loss!r}")
         if not isinstance(self.data, str) or not self.data.strip():

@@ -41,7 +41,8 @@ from vae_helpers.data import DataError, as_pixel_codes, check_images, data_diges
 from vae_helpers.evaluation import elbo, knn_latent_accuracy
 from vae_helpers.files import atomic_write, copy_file, read_error, sha256_of, write_json
 from vae_helpers.losses import KLWarmupSchedule
-from vae_helpers.models import IMAGE_SHAPE, WeightsError, _check_shapes, build_vae, read_weights_file, save_vae_weights
+from vae_helpers.models import (IMAGE_SHAPE, WeightsError, _check_shapes, build_vae, float32_copy, read_weights_file,
+                               save_vae_weights)
 
 WEIGHTS_FILE = "weights.weights.h5"
 RECORD_FILE = "run.json"
@@ -781,7 +782,7 @@ def train_run(out, settings=None, force=False, resume=False, progress="bar", det
     if resume:
         _check_same_data(out, saved, sizes, digest, settings)
     set_seed(settings.seed, deterministic=deterministic)
-    vae = build_vae(settings.latent_dim, settings.loss, seed=settings.seed, compile=False)
+    vae = build_vae(settings.latent_dim, settings.loss, seed=settings.seed, compile=False, precision=settings.precision)
     compile_with(vae, settings, len(x_fit))
     if resume:
         try:
@@ -811,6 +812,8 @@ def train_run(out, settings=None, force=False, resume=False, progress="bar", det
     try:
         history = train_vae(vae, x_fit, settings.epochs, settings.batch_size, x_val=x_val, seed=settings.seed,
                             progress=progress, checkpoint_dir=out / CHECKPOINT_DIR, kl_warmup=settings.kl_warmup)
+        if settings.precision != "float32":
+            vae = float32_copy(vae)  # scored, saved and drawn in float32, as every other run
         scores = {
             "settings": dataclasses.asdict(settings), "versions": versions(), "data": sizes, "data_sha256": digest,
             "status": "finished",
