@@ -113,6 +113,20 @@ def test_the_fast_recipe_takes_bfloat16_only_on_a_cpu_with_amx(tmp_path, flags, 
     assert TrainSettings(**fast).validate()
 
 
+@pytest.mark.backends("tensorflow")  # TensorFlow's oneDNN convolutions: the other backends fall back on their own
+def test_bfloat16_on_a_cpu_without_avx512_is_refused_by_name_before_anything_is_built(tmp_path, monkeypatch):
+    # Measured here with ONEDNN_MAX_CPU_ISA=AVX2: the first bfloat16 convolution fails inside the training step
+    # ("could not create a primitive descriptor for the convolution forward propagation primitive").
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n")
+    monkeypatch.setattr(config, "CPUINFO", str(cpuinfo))
+    with pytest.raises(ValueError, match=r"needs a CPU with AVX-512 on TensorFlow.*Use precision='float32'"):
+        models.build_vae(2, precision="bfloat16")
+    assert models.build_vae(2, compile=False).encoder.layers[1].compute_dtype == "float32"  # float32 still builds
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512bw\n")  # AVX-512, no AMX: slow, allowed
+    assert models.build_vae(2, compile=False, precision="bfloat16").encoder.layers[1].compute_dtype == "bfloat16"
+
+
 def test_an_unreadable_cpuinfo_means_no_amx(tmp_path):
     assert config.cpu_has_bf16_units(tmp_path / "missing") is False
     assert config.recipe_settings("default", bf16_units=True) == {}

@@ -48,15 +48,23 @@ FAST_ON_BF16_CPU = {"precision": "bfloat16", "jit_compile": False}
 FAST_ELSEWHERE = {"precision": "float32", "jit_compile": True}
 #: CPU flag (Linux /proc/cpuinfo) of the bfloat16 matrix units that make bfloat16 training pay (Intel AMX).
 BF16_CPU_FLAG = "amx_bf16"
+#: Where Linux lists the CPU's features.
+CPUINFO = "/proc/cpuinfo"
 
 
-def cpu_has_bf16_units(cpuinfo="/proc/cpuinfo"):
-    """Whether this CPU has AMX bfloat16 units (its ``flags`` list ``amx_bf16``); False where that cannot be read."""
+def cpu_flags(cpuinfo=None):
+    """The CPU's feature flags (a set of names) from ``/proc/cpuinfo``; None where that cannot be read (not Linux)."""
     try:
-        text = open(cpuinfo, encoding="utf-8", errors="replace").read()
+        text = open(cpuinfo or CPUINFO, encoding="utf-8", errors="replace").read()
     except OSError:
-        return False
-    return any(line.startswith("flags") and BF16_CPU_FLAG in line.split() for line in text.splitlines())
+        return None
+    return {flag for line in text.splitlines() if line.split(":")[0].strip() == "flags"
+            for flag in line.split(":", 1)[-1].split()}
+
+
+def cpu_has_bf16_units(cpuinfo=None):
+    """Whether this CPU has AMX bfloat16 units (its flags list ``amx_bf16``); False where that cannot be read."""
+    return BF16_CPU_FLAG in (cpu_flags(cpuinfo) or ())
 
 
 def quick_mode():

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_helpers._backend import keras
-from vae_helpers.config import DEFAULT_LEARNING_RATE, check_convention, check_count, check_precision, get_preset
+from vae_helpers._backend import BACKEND, keras
+from vae_helpers.config import DEFAULT_LEARNING_RATE, check_convention, check_count, check_precision, cpu_flags, get_preset
 from vae_helpers.data import check_images
 from vae_helpers.files import atomic_write, read_error
 from vae_helpers.losses import VAELoss, posterior_std, reconstruction_loss
@@ -33,8 +33,19 @@ def _relu_conv(filters, strides=1, transpose=False, dtype=None):
 
 
 def _hidden_dtype(precision):
-    """The Keras dtype policy of the hidden layers for ``precision`` (None: Keras' float32 default)."""
-    return None if check_precision(precision) == "float32" else "mixed_bfloat16"
+    """The Keras dtype policy of the hidden layers for ``precision`` (None: Keras' float32 default).
+
+    TensorFlow's CPU convolutions run bfloat16 only with AVX-512 (emulated, slowly, without AMX); on an
+    older CPU they fail deep inside the first training step, so such a CPU is refused here, by name.
+    """
+    if check_precision(precision) == "float32":
+        return None
+    flags = cpu_flags()
+    if BACKEND == "tensorflow" and flags is not None and "avx512f" not in flags:
+        raise ValueError("precision='bfloat16' needs a CPU with AVX-512 on TensorFlow, and pays only with AMX "
+                         "(flag amx_bf16); this CPU has neither, and TensorFlow cannot run the network's bfloat16 "
+                         "convolutions on it. Use precision='float32' (--precision float32)")
+    return "mixed_bfloat16"
 
 
 def build_encoder(latent_dim=2, image_shape=IMAGE_SHAPE, precision="float32"):
