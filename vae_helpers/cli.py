@@ -74,7 +74,8 @@ def parser():
                             "at batch 16, a few seconds of compiling first (default: off)")
     train.add_argument("--precision", choices=PRECISIONS,
                        help="arithmetic of the hidden layers: float32 (default), or bfloat16, about 2x fewer CPU-seconds "
-                            "per image on a CPU with AMX (emulated, and likely slower, on other CPUs); weights and scores stay float32")
+                            "per image on a CPU with AMX, slower on others (refused on TensorFlow without AVX-512); weights and "
+                            "scores stay float32")
     train.add_argument("--out", default=None, help="run folder (default: vae-runs/<loss>-z<dim>-seed<seed>)")
     replace = train.add_mutually_exclusive_group()
     replace.add_argument("--force", action="store_true", help="replace the run files in an existing --out")

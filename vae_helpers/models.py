@@ -266,8 +266,9 @@ def build_vae(latent_dim=2, loss="elbo", seed=None, compile=True, kl_penalty=Non
 
     ``kl_penalty`` (a function of z_mean and z_log_var giving one number for the batch) replaces the
     mean KL in the objective, as free bits do (``losses.VAELoss``). ``precision="bfloat16"`` computes
-    the hidden layers in bfloat16 (see ``build_encoder``): on a CPU with AMX or AVX-512 BF16 a
-    training step takes about half the time; the weights stay float32, so they load into either kind.
+    the hidden layers in bfloat16 (see ``build_encoder``): on a CPU with AMX a training step takes about
+    half the CPU time, on others more (BENCHMARKS.md, "bfloat16"); the weights stay float32, so they
+    load into either kind.
     """
     vae = VAE(build_encoder(latent_dim, precision=precision), build_decoder(latent_dim, precision=precision),
               loss=loss, seed=seed, kl_penalty=kl_penalty, name="vae")
