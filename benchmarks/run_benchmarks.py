@@ -81,7 +81,10 @@ def machine():
             libraries[name] = version(name)
         except Exception:  # not installed
             libraries[name] = None
-    return {"cpu": cpu, "cpus": os.cpu_count(), "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+    from vae_helpers.config import cpu_flags
+
+    vector_units = sorted(flag for flag in cpu_flags() or () if flag.startswith(("avx", "amx")))
+    return {"cpu": cpu, "cpu_vector_flags": vector_units, "cpus": os.cpu_count(), "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
             "platform": platform.platform(), "python": platform.python_version(), "libraries": libraries,
             "commit": commit.stdout.strip(), "started": time.strftime("%Y-%m-%d %H:%M %z"), "load": os.getloadavg()}
 
