@@ -70,8 +70,9 @@ def parser():
     train.add_argument("--validation-fraction", type=float,
                        help=f"share of the training images held out to pick the best epoch (default {defaults.validation_fraction})")
     train.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=None,
-                       help="compile the training step with XLA on TensorFlow: about 1.3x fewer CPU-seconds per image "
-                            "at batch 16, a few seconds of compiling first (default: off)")
+                       help="compile the training step with XLA on TensorFlow: about 1.25x fewer CPU-seconds per image "
+                            "at batch 16 on a CPU without AMX (slower on one with it), a few seconds of compiling first "
+                            "(default: off)")
     train.add_argument("--precision", choices=PRECISIONS,
                        help="arithmetic of the hidden layers: float32 (default), or bfloat16, about 2x fewer CPU-seconds "
                             "per image on a CPU with AMX, slower on others (refused on TensorFlow without AVX-512); weights and "

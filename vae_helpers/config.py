@@ -199,7 +199,8 @@ class TrainSettings:
     kl_warmup: float = 0.0
     validation_fraction: float = 0.1
     #: Compile the training step with XLA (Keras' ``jit_compile``) on TensorFlow, where Keras leaves it off on a
-    #: CPU: it pays at small batches over long runs, and costs a few seconds of compiling per model. JAX
+    #: CPU: it pays at small batches over long runs on a CPU without AMX (on one with AMX it was slower), and costs
+    #: a few seconds of compiling per model. JAX
     #: always compiles with XLA; on PyTorch it is not used (Keras would hand the step to ``torch.compile``).
     jit_compile: bool = False
     #: Arithmetic of the hidden layers (``models.build_vae``): "float32", or "bfloat16" (weights stay float32),
