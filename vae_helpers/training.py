@@ -750,6 +750,8 @@ def train_run(out, settings=None, force=False, resume=False, progress="bar", det
               log=print):
     """Train a VAE into the run folder ``out`` (weights, ``run.json``, figures); return (vae, record).
 
+    For a bfloat16 run the returned VAE is its float32 copy, the model that was scored and saved.
+
     A folder that already holds files is only replaced with ``force``. ``resume`` continues the run
     saved there from its last completed epoch, with the settings stored in its ``run.json``:
     ``settings`` (a dict of the settings given again, or a TrainSettings) may raise ``epochs``; any
