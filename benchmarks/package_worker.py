@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from vae_helpers import keras, set_seed
-from vae_helpers.config import TrainSettings, recipe_settings
+from vae_helpers.config import PRECISIONS, TrainSettings, recipe_settings
 from vae_helpers.evaluation import elbo
 from vae_helpers.latent import encode
 from vae_helpers.models import build_vae
@@ -169,7 +169,7 @@ def main(argv=None):
     parser.add_argument("--kl-warmup", type=float, default=0.0, help="epochs of linear KL warm-up (0: none)")
     parser.add_argument("--lr-warmup", type=float, default=0.0, help="epochs of linear learning-rate warm-up (0: none)")
     parser.add_argument("--recipe", default=None, help="a named recipe of the CLI (its settings replace the flags')")
-    parser.add_argument("--precision", choices=("float32", "bfloat16"), default=None,
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
                         help="of the network's hidden layers (default: float32, or the recipe's choice for this CPU)")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--scores-per-epoch", type=int, default=2)
