@@ -1223,13 +1223,17 @@ def check_my_vae(model, reference, x_val, seed=0, tolerance=MY_VAE_TOLERANCE):
     """Close the loop: the learner's trained VAE must score about as well as ``models.VAE`` trained the same way.
 
     ``model`` is the learner's trained model (with ``encoder`` and ``decoder``); ``reference`` is the
-    package's VAE with the same latent dimension, trained on the same digits for the same epochs and batch
-    size. First the learner's class goes through ``check_train_step``, which names a mistake in the step
-    itself. Then both models are scored on ``x_val`` (validation ELBO with 8 draws per image, same noise)
-    and must agree within ``tolerance`` nats. The default, 8 nats, is several times what the noise draws
-    and batch order alone make (-3 to +4 nats after one epoch on 20,000 digits), and far below what a
-    broken step costs in the same setting (28 nats for a per-pixel mean, 189 for no sampling). When they
-    do not agree, the message names the likely culprit from the KL and the posterior widths.
+    package's VAE with the same latent dimension, trained by ``training.train_vae``. Train ``model``
+    from the reference's first weights, with the same optimizer, on ``training.epoch_feed``'s batches
+    and noise for the same seed: then a correct model takes the reference's steps and ends where it
+    ended, up to rounding (0.00 nats apart in notebook 3). First the learner's class goes through
+    ``check_train_step``, which names a mistake in the step itself. Then both models are scored on
+    ``x_val`` (validation ELBO with 8 draws per image, same noise) and must agree within ``tolerance``
+    nats. The default, 8 nats, is far below what a broken step costs (28 nats for a per-pixel mean,
+    189 for no sampling, after one epoch on 20,000 digits). It is not a margin for chance: trained on
+    other batches with other noise, a correct model ended up to 12 nats behind the reference after
+    notebook 3's two epochs (BENCHMARKS.md). When they do not agree, the message names the likely
+    culprit from the KL and the posterior widths.
     """
     name = type(model).__name__
     latent_dim = _trained_vae(model, "your model", name)

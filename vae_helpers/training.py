@@ -29,6 +29,7 @@ import platform
 import shutil
 import tempfile
 import time
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -173,22 +174,67 @@ class EpochSeeds(keras.callbacks.Callback):
     """At each epoch's start, make its batches, its sampling noise and its KL warm-up depend only on (seed, epoch).
 
     The epoch comes from ``fit``, after ``BackupAndRestore`` has chosen where to resume. ``batches``
-    is an ``EpochDataset`` (its ``epoch``) or an ``EpochBatches`` (its ``first_epoch``).
+    is an ``EpochDataset`` (its ``epoch``) or an ``EpochBatches`` (its ``first_epoch``). The noise is
+    the model's ``keras.random.SeedGenerator``: ``model.sampling.seed_generator`` in the package's
+    models, ``model.seed_generator`` in a model of your own.
     """
 
     def __init__(self, batches, seed, kl_warmup=None):
         super().__init__()
         self.batches, self.seed, self.kl_warmup, self._started = batches, seed, kl_warmup, False
 
+    def on_train_begin(self, logs=None):
+        if _seed_generator(self.model) is None:
+            raise TypeError(f"EpochSeeds sets each epoch's sampling noise, but {type(self.model).__name__} has no "
+                            "keras.random.SeedGenerator: draw the noise with one, held in __init__ as "
+                            "self.seed_generator = keras.random.SeedGenerator(seed)")
+
     def on_epoch_begin(self, epoch, logs=None):
         if isinstance(self.batches, EpochDataset):
             self.batches.epoch = epoch
         elif not self._started:
             self.batches.first_epoch, self._started = epoch, True
-        state = np.array([self.seed * 100003 + epoch, 0], dtype=self.model.sampling.seed_generator.state.dtype)
-        self.model.sampling.seed_generator.state.assign(state)
+        generator = _seed_generator(self.model)
+        generator.state.assign(np.array([self.seed * 100003 + epoch, 0], dtype=generator.state.dtype))
         if self.kl_warmup is not None:
             self.kl_warmup.set_epoch(epoch, self.batches.steps, self.model.vae_loss.kl_weight)
+
+
+def _seed_generator(model):
+    """The SeedGenerator a model draws its sampling noise from (its sampling layer's, or its own), else None."""
+    for owner in (getattr(model, "sampling", None), model):
+        generator = getattr(owner, "seed_generator", None)
+        if isinstance(generator, keras.random.SeedGenerator):
+            return generator
+    return None
+
+
+class EpochFeed(typing.NamedTuple):
+    """What ``fit`` needs to train on ``train_vae``'s batches with its noise (see ``epoch_feed``)."""
+
+    data: object
+    steps_per_epoch: object
+    callback: EpochSeeds
+
+
+def epoch_feed(images, batch_size, seed, labels=None, kl_warmup=None):
+    """Feed ``fit`` the batches and sampling noise ``train_vae`` would: ``fit(feed.data, steps_per_epoch=
+    feed.steps_per_epoch, callbacks=[feed.callback, ...])``.
+
+    Epoch ``e`` reads ``images`` in the order ``epoch_order(len(images), seed, e)`` and draws its noise
+    from the model's SeedGenerator set to a state made from (seed, e). Two models that start from the
+    same weights, take the same steps and are fed this way see the same numbers: a difference between
+    them at the end comes from their code, not from chance. On TensorFlow ``data`` is a ``tf.data``
+    pipeline (``EpochDataset``) and ``steps_per_epoch`` None; on JAX and PyTorch an endless
+    ``PyDataset`` (``EpochBatches``) and its number of steps.
+    """
+    if BACKEND == "tensorflow":
+        batches = EpochDataset(images, batch_size, seed, labels)
+        data, steps_per_epoch = batches.dataset, None
+    else:
+        batches = EpochBatches(images, batch_size, seed, labels=labels)
+        data, steps_per_epoch = batches, batches.steps
+    return EpochFeed(data, steps_per_epoch, EpochSeeds(batches, seed, kl_warmup))
 
 
 class EpochOrder(keras.callbacks.Callback):
@@ -419,15 +465,10 @@ def train_vae(vae, x_train, epochs, batch_size=16, x_val=None, seed=0, progress=
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(checkpoint_dir or scratch)
         folder.mkdir(parents=True, exist_ok=True)
-        if BACKEND == "tensorflow":
-            batches = EpochDataset(x_train, batch_size, seed, labels)
-            data, steps_per_epoch = batches.dataset, None
-        else:
-            batches = EpochBatches(x_train, batch_size, seed, labels=labels)
-            data, steps_per_epoch = batches, batches.steps
-        schedule = start_warmup(vae, kl_warmup * batches.steps)
-        _set_steps_per_execution(vae, 1 if needs_every_batch(callbacks) else min(STEPS_PER_EXECUTION, batches.steps))
-        own = [StopOnDivergence(), EpochSeeds(batches, seed, schedule)]  # the divergence check first
+        steps = -(-len(x_train) // batch_size)
+        feed = epoch_feed(x_train, batch_size, seed, labels, kl_warmup=start_warmup(vae, kl_warmup * steps))
+        _set_steps_per_execution(vae, 1 if needs_every_batch(callbacks) else min(STEPS_PER_EXECUTION, steps))
+        own = [StopOnDivergence(), feed.callback]  # the divergence check first
         if x_val is not None:
             best_so_far = max(read_history(folder / HISTORY_FILE).get("val_elbo", []), default=None)
             own += [ValidationELBO(x_val, seed, val_labels), BestWeights(folder / BEST_FILE, best_so_far)]
@@ -437,7 +478,7 @@ def train_vae(vae, x_train, epochs, batch_size=16, x_val=None, seed=0, progress=
         if progress == "epoch":
             own.append(EpochLine())
         try:
-            vae.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch, shuffle=False,
+            vae.fit(feed.data, epochs=epochs, steps_per_epoch=feed.steps_per_epoch, shuffle=False,
                     verbose=int(progress == "bar"), callbacks=own + callbacks)
         finally:
             start_warmup(vae, 0)  # the model is used, and trained elsewhere, at its kl_weight
