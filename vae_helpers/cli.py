@@ -14,11 +14,18 @@ import sys
 import time
 from pathlib import Path
 
-from vae_helpers.config import LR_SCHEDULES, PRECISIONS, PRESETS, RECIPES, TrainSettings, recipe_settings, runs_dir
+from vae_helpers.config import (FAST_ELSEWHERE, FAST_ON_BF16_CPU, LR_SCHEDULES, PRECISIONS, PRESETS, RECIPES, TrainSettings,
+                                recipe_settings, runs_dir)
 from vae_helpers.files import FileWriteError
 
 DEMO_MARKER = "demo.json"
 _STARTED = time.perf_counter()
+
+
+def _flags(settings):
+    """Settings as the command-line flags that ask for them: {"jit_compile": False} is --no-jit-compile."""
+    return " ".join(f"--{'no-' if value is False else ''}{key.replace('_', '-')}"
+                    + ("" if isinstance(value, bool) else f" {value}") for key, value in settings.items())
 
 
 def seconds_since_process_start():
@@ -47,13 +54,11 @@ def parser():
                                 description="Settings left out take their defaults; with --resume they come from "
                                             "the run's run.json, and only --epochs may change (to extend the run).")
     train.add_argument("--data", help="auto (default), keras, sample, or an IDX folder")
-    fast = ", ".join(f"--{key.replace('_', '-')}" + ("" if value is True else f" {value}")
-                     for key, value in RECIPES["fast"].items())
     train.add_argument("--recipe", choices=sorted(RECIPES),
-                       help=f"a named set of settings; flags given beside it win. fast: {fast}, and on a CPU with AMX "
-                            "--precision bfloat16 --no-jit-compile, elsewhere --jit-compile (reached the book's 10-epoch "
-                            "test ELBO after 4 epochs, where the default needs 8.5 and the book 10; see BENCHMARKS.md); "
-                            "default: the defaults below")
+                       help=f"a named set of settings; flags given beside it win. fast: {_flags(RECIPES['fast'])}, and on "
+                            f"a CPU with AMX {_flags(FAST_ON_BF16_CPU)}, elsewhere {_flags(FAST_ELSEWHERE)} (reached the "
+                            "book's 10-epoch test ELBO after 4 epochs, where the default needs 8.5 and the book 10; see "
+                            "BENCHMARKS.md); default: the defaults below")
     train.add_argument("--epochs", type=int, help=f"number of epochs in all (default {defaults.epochs})")
     train.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
     train.add_argument("--latent-dim", type=int, help=f"default {defaults.latent_dim}")
