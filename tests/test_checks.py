@@ -432,6 +432,29 @@ def compute_loss_vae(**parts):
     return type("VAE", (ComputeLossVAE,), {k: staticmethod(v) for k, v in parts.items()})
 
 
+class TrackedVAE(ComputeLossVAE):
+    """ComputeLossVAE with notebook 3's two trackers; ``track(recon, kl)`` says what each is given (None: nothing)."""
+
+    track = staticmethod(lambda recon, kl: (recon, kl))
+
+    def __init__(self, encoder, decoder, **kwargs):
+        super().__init__(encoder, decoder, **kwargs)
+        self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
+        self.kl_tracker = keras.metrics.Mean(name="kl_loss")
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        x_decoded, z_mean, z_log_var = y_pred
+        recon, kl = reconstruction_loss(x, x_decoded), kl_divergence(z_mean, z_log_var)
+        for tracker, value in zip((self.reconstruction_tracker, self.kl_tracker), self.track(recon, kl)):
+            if value is not None:
+                tracker.update_state(value)
+        return ops.mean(recon + kl)
+
+
+def tracked_vae(track):
+    return type("VAE", (TrackedVAE,), {"track": staticmethod(track)})
+
+
 class MeanInLayer(keras.layers.Layer):
     """Updates a metric inside call, as the package's loss layer once did: fit cannot run it on JAX."""
 
@@ -519,7 +542,7 @@ WRONG_TRAIN_STEP = {
     **with_loss_slips(vae),
     "no 'loss' key": (vae(report=lambda loss: {"total_loss": loss}), "'loss' entry", "total_loss"),
     "returns the loss tensor": (vae(report=lambda loss: loss), "returned a tensor, not a dict", "m.result()"),
-    "per-example loss reported": (vae(report=lambda loss: {"loss": loss * ops.ones((64,))}), "not one number"),
+    "per-example loss reported": (vae(report=lambda loss: {"loss": loss * ops.ones((checks.BATCH,))}), "not one number"),
     "no apply_gradients": (type("VAE", (VAE,), {"apply": lambda self, grads, weights: None}), "no weight changed", "apply_gradients"),
     "gradient ascent": (vae(sign=-1.0), "gradient ascent"),
     "gradient of the batch sum": (vae(objective=lambda loss, x, p, m, lv: ops.sum(elbo_with()(x, p, m, lv))),
@@ -532,7 +555,7 @@ WRONG_TRAIN_STEP = {
     ".numpy() in the graph": (vae(sample=numpy_noise), "fit raised", "NumPy"),
     "never samples": (vae(sample=lambda m, lv: m), "never samples", "z = z_mean"),
     "the book's sigma": (vae(sample=lambda m, lv: m + ops.exp(lv) * keras.random.normal(ops.shape(m))), "book's convention"),
-    "frozen NumPy noise": (vae(sample=lambda m, lv: m + ops.exp(0.5 * lv) * np.random.normal(size=(64, 2)).astype("float32")),
+    "frozen NumPy noise": (vae(sample=lambda m, lv: m + ops.exp(0.5 * lv) * np.random.normal(size=(checks.BATCH, 2)).astype("float32")),
                            "same noise in two steps", "frozen"),
     "fixed seed": (vae(sample=lambda m, lv: m + ops.exp(0.5 * lv) * keras.random.normal(ops.shape(m), seed=42)),
                    "same noise in two steps", "seed"),
@@ -623,8 +646,8 @@ if BACKEND == "torch":
     })
 
 
-@pytest.mark.parametrize("model_class", [pytest.param(VAE, marks=TENSORFLOW_ONLY), ComputeLossVAE, own_train_step()],
-                         ids=["GradientTape", "compute_loss", "own train_step"])
+@pytest.mark.parametrize("model_class", [pytest.param(VAE, marks=TENSORFLOW_ONLY), ComputeLossVAE, own_train_step(),
+                                         TrackedVAE], ids=["GradientTape", "compute_loss", "own train_step", "trackers"])
 def test_train_step_passes(model_class, capsys):
     checks.check_train_step(model_class)
     assert "mean negative ELBO" in check_line(capsys)
@@ -651,8 +674,26 @@ WRONG_COMPUTE_LOSS = {
         (1, 2), seed=seed)), "whole batch"),
     "stop_gradient on z": (compute_loss_vae(sample=lambda m, lv, seed: ops.stop_gradient(sampling(m, lv, seed))),
                            "flow back through z"),
-    "no seed": (compute_loss_vae(sample=unseeded), *on(tensorflow=(None,), jax=("without a seed", "SeedGenerator()"),
-                                                       torch=(None,))),
+    # A model with a self.seed_generator that draws elsewhere: right in law, but its run cannot repeat, nor take
+    # the package model's noise (training.epoch_feed), so check_my_vae's comparison would be left to chance.
+    "no seed": (compute_loss_vae(sample=unseeded),
+                *on(tensorflow=("draws its noise elsewhere", "seed=self.seed_generator"),
+                    jax=("without a seed", "SeedGenerator()"),
+                    torch=("draws its noise elsewhere", "seed=self.seed_generator"))),
+    "noise shared by the latent dimensions": (compute_loss_vae(sample=lambda m, lv, seed: m + ops.exp(0.5 * lv) * keras.random.normal(
+        (ops.shape(m)[0], 1), seed=seed)), "latent dimensions of an example the same noise", "(batch, 1)"),
+    "truncated normal noise": (compute_loss_vae(sample=lambda m, lv, seed: m + ops.exp(0.5 * lv) * keras.random.truncated_normal(
+        ops.shape(m), seed=seed)), "never goes beyond 2", "truncated"),
+    "noise of standard deviation 0.01": (compute_loss_vae(sample=lambda m, lv, seed: m + ops.exp(0.5 * lv) * keras.random.normal(
+        ops.shape(m), stddev=0.01, seed=seed)), "standard deviation of about", "stddev"),
+    "a loss divided by a batch size of 64": (compute_loss_vae(reduce=lambda v: ops.sum(v) / 64.0), "the loss is", "expected"),
+    "trackers swapped": (tracked_vae(lambda recon, kl: (kl, recon)), "reports reconstruction_loss", "swapped"),
+    "KL tracker given the whole loss": (tracked_vae(lambda recon, kl: (recon, recon + kl)), "reports kl_loss",
+                                        "whole loss"),
+    "trackers never updated": (tracked_vae(lambda recon, kl: (None, None)), "never updated", "update_state"),
+    "a new SeedGenerator at every call": (compute_loss_vae(sample=lambda m, lv, seed: sampling(m, lv, keras.random.SeedGenerator(0))),
+                                          *on(tensorflow=("creates a variable at every call", "__init__"),
+                                              jax=("same noise in two steps",), torch=("same noise in two steps",))),
     "metric updated in a layer's call": (MetricInLayerVAE, *on(tensorflow=(None,), jax=("compute_loss", "not in a layer's call"),
                                                                torch=(None,))),
 }
@@ -820,6 +861,19 @@ def fed_like_the_reference(model, x, steps=None):
     return model
 
 
+class OtherGeneratorVAE(ComputeLossVAE):
+    """A right VAE whose generator is not called seed_generator: training.epoch_feed could not give it any noise."""
+
+    def __init__(self, encoder, decoder, **kwargs):
+        super().__init__(encoder, decoder, **kwargs)
+        self.rng = self.seed_generator
+        del self.seed_generator
+
+    def call(self, x, training=False):
+        z_mean, z_log_var = self.encoder(x)
+        return self.decoder(self.sample(z_mean, z_log_var, self.rng)), z_mean, z_log_var
+
+
 def test_check_my_vae_refuses_an_untrained_model_and_names_a_broken_class(reference_vae, loop_data):
     untrained = ComputeLossVAE(models.build_encoder(2), models.build_decoder(2))
     fails(lambda m: checks.check_my_vae(m, reference_vae, loop_data[1]), untrained, "not been trained")
@@ -830,6 +884,9 @@ def test_check_my_vae_refuses_an_untrained_model_and_names_a_broken_class(refere
     broken.compile(optimizer=keras.optimizers.SGD(1e-3))
     broken.fit(np.zeros((16, 28, 28, 1), np.float32), batch_size=16, verbose=0)
     fails(lambda m: checks.check_my_vae(m, reference_vae, loop_data[1]), broken, "one-step check", "never samples")
+    fails(lambda m: checks.check_my_vae(m, reference_vae, loop_data[1]), trained(
+        OtherGeneratorVAE(models.build_encoder(2), models.build_decoder(2)), loop_data[0], steps=1),
+        "no self.seed_generator", "epoch_feed")
     wider = trained(ComputeLossVAE(models.build_encoder(3), models.build_decoder(3)), loop_data[0], steps=1)
     fails(lambda m: checks.check_my_vae(m, reference_vae, loop_data[1]), wider, "3 latent dimensions", "same size")
 

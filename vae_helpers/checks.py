@@ -442,8 +442,8 @@ SAMPLING_FIX = ("Use z = z_mean + keras.ops.exp(0.5 * z_log_var) * eps with "
 FROZEN_NOISE = ("gives the same z on every call: the noise is frozen. A fixed seed (seed=42, or stateless_normal "
                 "with a constant seed) repeats the same eps, and NumPy noise is drawn once, when fit traces the "
                 "graph, and then reused for every batch. Draw eps with keras.random.normal(keras.ops.shape(z_mean), "
-                "seed=seed), passing on the keras.random.SeedGenerator you receive (or, on TensorFlow and PyTorch, with "
-                "no seed argument at all).")
+                "seed=seed), passing on the keras.random.SeedGenerator you receive (in a model, its "
+                "self.seed_generator).")
 
 
 UNSEEDED_ON_JAX = ("draws its noise without a seed: inside fit, JAX compiles the step and can draw only seeded random "
@@ -855,7 +855,8 @@ def check_vae_loss_layer(layer_class):
 
 # 5. train_step --------------------------------------------------------------------------------
 
-LATENT_DIM, BATCH, STEPS, LEARNING_RATE = 2, 64, 2, 1e-2
+# A batch size nobody hard-codes (a loss divided by a constant 64 or 16 must not pass as a mean over the batch).
+LATENT_DIM, BATCH, STEPS, LEARNING_RATE = 2, 50, 2, 1e-2
 _SLOTS = 4  # decoder calls recorded; more than STEPS means the decoder ran more than once per step
 
 
@@ -991,6 +992,17 @@ NO_GRADIENTS = {
     "torch": ("no gradient reached any weight: call loss.backward() after computing the loss, and before reading "
               "each weight's .value.grad."),
 }[BACKEND]
+NOT_FROM_GENERATOR = ("has a self.seed_generator but draws its noise elsewhere: started twice from the same generator "
+                      "state, its step decoded different codes. Draw eps with seed=self.seed_generator "
+                      "(sample(z_mean, z_log_var, self.seed_generator)): then a run repeats exactly, and fit can give "
+                      "your model the same noise as the package's (training.epoch_feed).")
+NEW_GENERATOR_PER_CALL = ("creates a variable at every call, as a keras.random.SeedGenerator made inside call, compute_loss "
+                          "or train_step does. Create the generator once, in __init__ "
+                          "(self.seed_generator = keras.random.SeedGenerator(seed)), and draw with "
+                          "seed=self.seed_generator.")
+NONE_IN_STEP = ("a tensor in your step is None. Either the loss uses y, which is None because fit(x) passes no targets "
+                "(a VAE reconstructs its input: use x), or it reads a shape with t.shape, whose batch size is None "
+                "inside fit's graph (use keras.ops.shape(t)).")
 NO_SAMPLING = ("never samples: the decoder received z_mean itself (z = z_mean). Draw z with your sample(z_mean, "
                "z_log_var, seed) in the step: without noise the decoder never learns the neighbourhood of each code, "
                "and z_log_var is trained by the KL alone.")
@@ -1025,6 +1037,9 @@ def check_train_step(model_class):
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=LEARNING_RATE))
     steps = _StepRecorder(variables)
     keras.utils.set_random_seed(SEED)
+    generator = getattr(model, "seed_generator", None)
+    generator_state = (keras.ops.convert_to_numpy(generator.state)
+                       if isinstance(generator, keras.random.SeedGenerator) else None)
     _fit_steps(name, model, model_class, x, steps)
     calls = int(keras.ops.convert_to_numpy(recorder.count))
     if calls == 0 and BACKEND == "jax" and any(not np.array_equal(keras.ops.convert_to_numpy(v), w)
@@ -1040,16 +1055,20 @@ def check_train_step(model_class):
         raise _fail(f"{name} calls the decoder {calls / STEPS:g} times per step: decode once per step, the "
                     "sampled z.", model_class)
     codes, previous_eps = keras.ops.convert_to_numpy(recorder.codes).astype(np.float64), None
-    previous_grads = None
+    previous_grads, noise = None, []
     for step in range(STEPS):
         weights = before if step == 0 else steps.weights[step - 1]
         eps = _check_sampled_codes(name, codes[step], *_posterior64(weights, x), previous_eps, model_class)
         recon, kl, kl_log_sigma, grads, recon_grads = _reference_step(weights, x, eps)
         _check_reported_loss(name, steps.logs[step], _elbo_variants(recon, kl, kl_log_sigma, LATENT_DIM),
                              model_class)
+        _check_reported_terms(name, steps.logs[step], recon.mean(), kl.mean(), model_class)
         _check_update(name, weights, steps.weights[step], grads, recon_grads, n_encoder=6, code=model_class,
                       previous_grads=previous_grads)
         previous_eps, previous_grads = eps, grads
+        noise.append(eps)
+    _check_noise_tails(name, np.concatenate(noise), model_class)
+    _check_noise_from_generator(name, model, model_class, generator_state, variables, before, x, recorder, codes[0])
     where = {"tensorflow": "in fit's compiled graph", "jax": "in fit's jax.jit-compiled step",
              "torch": "run by fit, eagerly with gradients,"}[BACKEND]
     print(f"✓ {name}: two SGD steps {where} sample z = z_mean + exp(0.5 * z_log_var) * eps with "
@@ -1073,6 +1092,10 @@ def _fit_steps(name, model, model_class, x, steps):
             raise _fail(f"{name}: {NO_GRADIENTS}", model_class) from err
         if "only use seeded random ops" in str(err):
             raise _fail(f"{name} {UNSEEDED_IN_MODEL}", model_class) from err
+        if "singleton tf.Variables" in str(err):
+            raise _fail(f"{name} {NEW_GENERATOR_PER_CALL}", model_class) from err
+        if "None values not supported" in str(err):
+            raise _fail(f"{name}: {NONE_IN_STEP}", model_class) from err
         if BACKEND == "jax" and "'NoneType' object is not callable" in str(err):
             raise _fail(f"{name}: {METRIC_IN_LAYER}", model_class) from err
         graph = ("numpy" in str(err).lower() or "SymbolicTensor" in str(err) or "None" in str(err)) and (
@@ -1093,6 +1116,13 @@ def _check_sampled_codes(name, z, mu, lv, previous_eps, code):
     if any(np.allclose(e, e[:1], atol=1e-4) for e in shared):  # whatever its sigma: one draw for all examples
         raise _fail(f"{name} gives every example the same noise (one draw shared by the whole batch): draw eps "
                     "with the full shape keras.ops.shape(z_mean).", code)
+    if any(np.allclose(e, e[:, :1], atol=1e-4) for e in shared):  # one draw per example, the same in every dimension
+        raise _fail(f"{name} gives all {z.shape[1]} latent dimensions of an example the same noise (eps of shape "
+                    "(batch, 1)): draw eps with the full shape keras.ops.shape(z_mean).", code)
+    scaled = (diff / np.exp(0.5 * lv)).std(axis=0)
+    if scaled.max() < 0.3:  # every rule's noise would be too narrow: eps itself is scaled down
+        raise _fail(f"{name}: the noise in z has a standard deviation of about {scaled.mean():.2g} where 1 is "
+                    f"expected (a stddev= argument?). {SAMPLING_FIX}", code)
     scores = []
     for text, rule in SCALE_RULES:
         sigma = np.maximum(rule(lv), 1e-12)
@@ -1122,6 +1152,60 @@ def _check_reported_loss(name, logs, variants, code=None):
                     "the step's loss before returning the metrics' results (in a train_step of your own, Keras "
                     "updates nothing for you).", code)
     _check_loss_value(name, float(loss), variants, code=code)
+
+
+TRACKERS = {"reconstruction_loss": "the reconstruction term", "kl_loss": "the KL term"}
+
+
+def _check_reported_terms(name, logs, recon, kl, code=None):
+    """The trackers named reconstruction_loss and kl_loss, where the step reports them, must hold the batch's mean terms."""
+    right = {"reconstruction_loss": recon, "kl_loss": kl}
+    for key, what in TRACKERS.items():
+        if key not in logs:
+            continue
+        got = float(np.asarray(logs[key], np.float64))
+        if np.isclose(got, right[key], rtol=1e-3, atol=1e-4):
+            continue
+        other = "kl_loss" if key == "reconstruction_loss" else "reconstruction_loss"
+        if got == 0.0:
+            why = "its tracker was never updated: call update_state with the per-example term in compute_loss"
+        elif np.isclose(got, right[other], rtol=1e-3, atol=1e-4):
+            why = f"it holds {TRACKERS[other]}: the two trackers are swapped"
+        elif np.isclose(got, recon + kl, rtol=1e-3, atol=1e-4):
+            why = "it holds the whole loss, reconstruction + KL"
+        else:
+            why = "update its tracker with the per-example term itself"
+        raise _fail(f"{name} reports {key} = {got:.4g}, where the batch's mean of {what} is {right[key]:.4g}: {why}. "
+                    "The loss is right; the curves these trackers draw would not be.", code)
+
+
+NOISE_TAIL = 2.0  # a standard normal's draws pass 2 in 4.6 % of cases: all 200 of the check's within it, 1 in 11,000
+
+
+def _check_noise_tails(name, eps, code=None):
+    """Standard normal noise has tails: keras.random.truncated_normal (redrawn beyond 2) and scaled uniform noise do not."""
+    largest = float(np.max(np.abs(eps)))
+    if largest <= NOISE_TAIL + 1e-3:
+        raise _fail(f"{name}: the noise in z never goes beyond {NOISE_TAIL:g} standard deviations (largest of "
+                    f"{eps.size} draws: {largest:.2f}, where standard normal noise passes {NOISE_TAIL:g} about "
+                    f"{0.0455 * eps.size:.0f} times): it is truncated or not normal, as truncated_normal's is. "
+                    f"{SAMPLING_FIX}", code)
+
+
+def _check_noise_from_generator(name, model, model_class, state, variables, before, x, recorder, first_codes):
+    """A model with a self.seed_generator must draw its noise from it: one more step from the first step's weights and
+    generator state must decode the first step's codes again."""
+    if state is None:
+        return
+    for variable, value in zip(variables, before):
+        variable.assign(value)
+    model.seed_generator.state.assign(state)
+    with warnings.catch_warnings(), _guard(name):
+        warnings.simplefilter("ignore")
+        model.fit(x, epochs=1, batch_size=BATCH, shuffle=False, verbose=0)
+    again = keras.ops.convert_to_numpy(recorder.codes)[STEPS].astype(np.float64)
+    if not np.allclose(again, first_codes, atol=1e-5):
+        raise _fail(f"{name} {NOT_FROM_GENERATOR}", model_class)
 
 
 APPLY_GRADIENTS = {
@@ -1240,6 +1324,13 @@ def check_my_vae(model, reference, x_val, seed=0, tolerance=MY_VAE_TOLERANCE):
     if _trained_vae(reference, "the reference model", name) != latent_dim:
         raise CheckFailed(f"{name}: your model has {latent_dim} latent dimensions and the reference "
                           f"{int(reference.decoder.input_shape[-1])}: compare models of the same size.")
+    from vae_helpers.training import _seed_generator  # noqa: PLC0415  (heavy module, only for this check)
+
+    if _seed_generator(model) is None:
+        raise CheckFailed(f"{name} has no self.seed_generator, so it cannot have drawn the noise models.VAE drew, and the "
+                          "two scores would differ by chance: create keras.random.SeedGenerator(seed) in __init__ as "
+                          "self.seed_generator, draw eps with seed=self.seed_generator, and train it on "
+                          "training.epoch_feed's batches and noise.")
     quiet = _Quiet()
     try:
         with contextlib.redirect_stdout(quiet):
