@@ -451,6 +451,14 @@ class TrackedVAE(ComputeLossVAE):
         return ops.mean(recon + kl)
 
 
+class LossOnTargetsVAE(ComputeLossVAE):
+    """The PyTorch habit loss(x_hat, y): fit(x) passes no targets, so y is None."""
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        x_decoded, z_mean, z_log_var = y_pred
+        return self.reduce(self.per_example(y, x_decoded, z_mean, z_log_var))
+
+
 def tracked_vae(track):
     return type("VAE", (TrackedVAE,), {"track": staticmethod(track)})
 
@@ -691,6 +699,7 @@ WRONG_COMPUTE_LOSS = {
     "KL tracker given the whole loss": (tracked_vae(lambda recon, kl: (recon, recon + kl)), "reports kl_loss",
                                         "whole loss"),
     "trackers never updated": (tracked_vae(lambda recon, kl: (None, None)), "never updated", "update_state"),
+    "the loss computed on y": (LossOnTargetsVAE, "y, which is None", "use x"),
     "a new SeedGenerator at every call": (compute_loss_vae(sample=lambda m, lv, seed: sampling(m, lv, keras.random.SeedGenerator(0))),
                                           *on(tensorflow=("creates a variable at every call", "__init__"),
                                               jax=("same noise in two steps",), torch=("same noise in two steps",))),

@@ -1000,6 +1000,8 @@ NEW_GENERATOR_PER_CALL = ("creates a variable at every call, as a keras.random.S
                           "or train_step does. Create the generator once, in __init__ "
                           "(self.seed_generator = keras.random.SeedGenerator(seed)), and draw with "
                           "seed=self.seed_generator.")
+# What each backend raises on an operation with None (TensorFlow, JAX, PyTorch's conversion of None to a tensor).
+NONE_ERRORS = ("None values not supported", "None is not a valid value", "Invalid dtype: object")
 NONE_IN_STEP = ("a tensor in your step is None. Either the loss uses y, which is None because fit(x) passes no targets "
                 "(a VAE reconstructs its input: use x), or it reads a shape with t.shape, whose batch size is None "
                 "inside fit's graph (use keras.ops.shape(t)).")
@@ -1094,7 +1096,7 @@ def _fit_steps(name, model, model_class, x, steps):
             raise _fail(f"{name} {UNSEEDED_IN_MODEL}", model_class) from err
         if "singleton tf.Variables" in str(err):
             raise _fail(f"{name} {NEW_GENERATOR_PER_CALL}", model_class) from err
-        if "None values not supported" in str(err):
+        if any(text in str(err) for text in NONE_ERRORS):
             raise _fail(f"{name}: {NONE_IN_STEP}", model_class) from err
         if BACKEND == "jax" and "'NoneType' object is not callable" in str(err):
             raise _fail(f"{name}: {METRIC_IN_LAYER}", model_class) from err
