@@ -18,6 +18,7 @@ from vae_helpers.data import load_mnist
 from vae_helpers.evaluation import elbo
 from vae_helpers.models import build_vae
 from vae_helpers.training import learning_rate, train_vae
+from vae_helpers.optimizers import Adam
 
 spec = importlib.util.spec_from_file_location("package_worker", Path(__file__).with_name("package_worker.py"))
 package_worker = importlib.util.module_from_spec(spec)
@@ -36,7 +37,7 @@ def main(argv=None):
         set_seed(0)
         vae = build_vae(seed=0, compile=False)
         settings = TrainSettings(epochs=5, batch_size=16, learning_rate=rate, lr_schedule="cosine", lr_warmup=warmup)
-        vae.compile(keras.optimizers.Adam(learning_rate(settings, len(x))))
+        vae.compile(Adam(learning_rate(settings, len(x))))
         points = []
         for images in (1600, 6400, 12000):  # 100, 400 and 750 steps: 100, 500 and 1,250 in all
             train_vae(vae, x[:images], epochs=1, batch_size=16, progress=None)

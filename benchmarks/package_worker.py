@@ -28,6 +28,7 @@ from vae_helpers.evaluation import elbo
 from vae_helpers.latent import encode
 from vae_helpers.models import build_vae
 from vae_helpers.training import learning_rate, train_vae
+from vae_helpers.optimizers import Adam
 
 
 def recipe(args):
@@ -46,7 +47,7 @@ def recipe(args):
 def make_vae(settings, seed, n_train):
     """The package's VAE with the recipe's optimizer (Adam at its learning rate or schedule) and precision."""
     vae = build_vae(seed=seed, compile=False, precision=settings.precision)
-    vae.compile(keras.optimizers.Adam(learning_rate(settings, n_train)),
+    vae.compile(Adam(learning_rate(settings, n_train)),
                 jit_compile=settings.jit_compile and keras.backend.backend() == "tensorflow")
     return vae
 
@@ -136,7 +137,7 @@ def task_throughput(args, x, x_test):
     models = {}
     for size, xla, precision in variants:  # warm-up: build, trace and run each model once (steps per execution as timed)
         models[size, xla, precision] = vae = build_vae(seed=0, compile=False, precision=precision)
-        vae.compile(keras.optimizers.Adam(), jit_compile=xla)
+        vae.compile(Adam(), jit_compile=xla)
         train_vae(vae, x[:64 * size], epochs=1, batch_size=size, progress=None)
     runs = []
     for repeat in range(args.repeats):

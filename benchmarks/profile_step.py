@@ -32,6 +32,7 @@ from vae_helpers import keras, set_seed, tf
 from vae_helpers.data import load_mnist
 from vae_helpers.models import build_vae
 from vae_helpers.training import EpochBatches, EpochDataset, EpochOrder, train_vae
+from vae_helpers.optimizers import Adam
 
 
 class ReadLoss(keras.callbacks.Callback):
@@ -87,7 +88,7 @@ def main(argv=None):
     def model(spe=1):
         set_seed(0)
         vae = build_vae(seed=0, compile=False)
-        vae.compile(keras.optimizers.Adam(1e-3), steps_per_execution=spe)
+        vae.compile(Adam(1e-3), steps_per_execution=spe)
         return vae
 
     def fit(vae, data, callbacks=(), steps_per_epoch=None):

@@ -44,6 +44,7 @@ from vae_helpers.evaluation import classify_digits
 from vae_helpers.files import sha256_of, write_json, write_weights_and_record
 from vae_helpers.training import (CHECKPOINT_DIR, RECORD_FILE, WEIGHTS_FILE, best_epoch, learning_rate,
                                   split_validation, versions)
+from vae_helpers.optimizers import Adam
 
 RESOURCES = Path(pretrained.__file__).parent / "resources" / "pretrained"
 FAST = RECIPES["fast"]
@@ -147,7 +148,7 @@ def main(argv=None):
     set_seed(settings.seed)
     cvae = conditional.build_conditional_vae(settings.latent_dim, conditional.N_CLASSES, seed=settings.seed,
                                              compile=False)
-    cvae.compile(keras.optimizers.Adam(learning_rate(settings, len(x_fit))))
+    cvae.compile(Adam(learning_rate(settings, len(x_fit))))
     record = {
         "command": "python scripts/train_conditional.py " + shlex.join(argv),
         "settings": {**dataclasses.asdict(settings), "n_classes": conditional.N_CLASSES},

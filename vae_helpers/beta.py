@@ -21,6 +21,7 @@ from vae_helpers._backend import BACKEND, keras
 from vae_helpers.config import check_count
 from vae_helpers.data import check_images
 from vae_helpers.models import build_vae
+from vae_helpers.optimizers import Adam
 from vae_helpers.pretrained import load_pretrained
 from vae_helpers.training import EpochBatches, EpochDataset, TrainingDiverged, start_warmup
 
@@ -53,7 +54,7 @@ def from_shipped(beta, kl_penalty=None, learning_rate=FINE_TUNE_LEARNING_RATE, s
     shipped = load_pretrained(2)
     vae = build_vae(2, seed=seed, compile=False, kl_penalty=kl_penalty)
     vae.set_weights(shipped.get_weights())
-    vae.compile(keras.optimizers.Adam(learning_rate))
+    vae.compile(Adam(learning_rate))
     vae.vae_loss.kl_weight.assign(beta)
     return vae
 

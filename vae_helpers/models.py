@@ -15,6 +15,7 @@ from vae_helpers.config import DEFAULT_LEARNING_RATE, check_convention, check_co
 from vae_helpers.data import check_images
 from vae_helpers.files import atomic_write, read_error
 from vae_helpers.losses import VAELoss, posterior_std, reconstruction_loss
+from vae_helpers.optimizers import Adam
 
 layers = keras.layers
 IMAGE_SHAPE = (28, 28, 1)
@@ -116,7 +117,7 @@ class AdamByDefault:
     def compile(self, optimizer=None, **kwargs):
         """Compile with Adam (learning rate 1e-3) unless another optimizer is given."""
         if optimizer is None:
-            optimizer = keras.optimizers.Adam(learning_rate=DEFAULT_LEARNING_RATE)
+            optimizer = Adam(learning_rate=DEFAULT_LEARNING_RATE)
         super().compile(optimizer=optimizer, **kwargs)
 
     def compile_from_config(self, config):
@@ -256,7 +257,7 @@ def build_autoencoder(latent_dim=2, image_shape=IMAGE_SHAPE):
     decoder = build_decoder(latent_dim, image_shape)
     images = keras.Input(shape=image_shape)
     autoencoder = keras.Model(images, decoder(encoder(images)), name="autoencoder")
-    autoencoder.compile(optimizer=keras.optimizers.Adam(DEFAULT_LEARNING_RATE),
+    autoencoder.compile(optimizer=Adam(DEFAULT_LEARNING_RATE),
                         loss=lambda x, x_decoded: reconstruction_loss(x, x_decoded))
     return autoencoder, encoder, decoder
 

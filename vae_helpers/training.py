@@ -42,6 +42,7 @@ from vae_helpers.data import DataError, as_pixel_codes, check_images, data_diges
 from vae_helpers.evaluation import elbo, knn_latent_accuracy
 from vae_helpers.files import atomic_write, copy_file, read_error, sha256_of, write_json
 from vae_helpers.losses import KLWarmupSchedule
+from vae_helpers.optimizers import Adam
 from vae_helpers.models import (IMAGE_SHAPE, WeightsError, _check_shapes, build_vae, float32_copy, read_weights_file,
                                save_vae_weights)
 
@@ -774,7 +775,7 @@ def compile_with(model, settings, n_train):
     decides on TensorFlow; other backends keep Keras' own choice ("auto": JAX compiles every step with
     XLA, and turning that off would run it op by op; on PyTorch ``torch.compile`` stays off).
     """
-    model.compile(keras.optimizers.Adam(learning_rate(settings, n_train)),
+    model.compile(Adam(learning_rate(settings, n_train)),
                   jit_compile=settings.jit_compile if BACKEND == "tensorflow" else "auto")
 
 
