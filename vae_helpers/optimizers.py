@@ -1,11 +1,12 @@
 """Adam as Keras' own, with its update in one fused TensorFlow kernel per weight on TensorFlow.
 
 Keras 3 writes Adam's update in ``keras.ops``: about 30 small operations per weight (casts, powers,
-two moment updates, a square root, a division). The book's network has 20 weights, so Adam was 650
-of the 1,167 operations of a training step's graph, and at batch 16 a step's fixed cost is mostly
-operations waiting on one another. TensorFlow has the same update as one kernel,
-``ResourceApplyAdam``; with it a step's graph holds 516 operations and a bfloat16 batch-16 step costs
-12 % less CPU time (BENCHMARKS.md, "Training throughput").
+two moment updates, a square root, a division). The book's network has 20 weights, so Adam's update
+made about 700 of the 1,167 operations of a training step's graph, and at batch 16 a step's fixed
+cost is mostly small operations and the threads waiting on one another. TensorFlow has the same
+update as one kernel, ``ResourceApplyAdam``; with it a step's graph holds 457 operations, the fixed
+cost per step fell from 9.1 to 6.1 CPU ms, and ``train_vae`` at batch 16 in bfloat16 went from 1.29x
+to 1.49x the book's images per CPU-second (BENCHMARKS.md, "Training throughput").
 
 The arithmetic is Adam's (Kingma and Ba, with Keras' epsilon outside the square root), equal to
 Keras' to rounding; the optimizer's variables, its config and its saved state are Keras' own, so a
