@@ -318,6 +318,15 @@ def test_a_model_of_ones_own_fed_by_epoch_feed_ends_where_train_vae_ends(small_i
     assert max(np.abs(a - b).max() for a, b in zip(other, network(reference), strict=True)) > 1e-3
 
 
+def test_epoch_feed_refuses_bad_arguments_by_name(small_images):
+    x = small_images[0][:32]
+    for kwargs, message in [({"images": x * 255}, "images"), ({"images": x[:, :, :20]}, "images"),
+                            ({"batch_size": 0}, "batch_size must be a positive integer"),
+                            ({"batch_size": 16.5}, "batch_size"), ({"seed": -1}, "seed must be an integer of at least 0")]:
+        with pytest.raises(ValueError, match=message):
+            training.epoch_feed(**{"images": x, "batch_size": 16, "seed": 0, **kwargs})
+
+
 def test_epoch_feed_refuses_a_model_without_a_seed_generator_by_name(small_images):
     """A model that draws its noise without a SeedGenerator could not be given each epoch's noise: said before any step."""
 

@@ -218,17 +218,23 @@ class EpochFeed(typing.NamedTuple):
     callback: EpochSeeds
 
 
-def epoch_feed(images, batch_size, seed, labels=None, kl_warmup=None):
+def epoch_feed(images, batch_size, seed):
     """Feed ``fit`` the batches and sampling noise ``train_vae`` would: ``fit(feed.data, steps_per_epoch=
-    feed.steps_per_epoch, callbacks=[feed.callback, ...])``.
+    feed.steps_per_epoch, shuffle=False, callbacks=[feed.callback, ...])``.
 
     Epoch ``e`` reads ``images`` in the order ``epoch_order(len(images), seed, e)`` and draws its noise
-    from the model's SeedGenerator set to a state made from (seed, e). Two models that start from the
-    same weights, take the same steps and are fed this way see the same numbers: a difference between
-    them at the end comes from their code, not from chance. On TensorFlow ``data`` is a ``tf.data``
-    pipeline (``EpochDataset``) and ``steps_per_epoch`` None; on JAX and PyTorch an endless
-    ``PyDataset`` (``EpochBatches``) and its number of steps.
+    from the model's SeedGenerator (``model.seed_generator``) set to a state made from (seed, e). Two
+    models that start from the same weights, take the same steps and are fed this way see the same
+    numbers: a difference between them at the end comes from their code, not from chance. On
+    TensorFlow ``data`` is a ``tf.data`` pipeline (``EpochDataset``) and ``steps_per_epoch`` None; on
+    JAX and PyTorch an endless ``PyDataset`` (``EpochBatches``) and its number of steps.
     """
+    images = check_images(images, "images", IMAGE_SHAPE)
+    return _epoch_feed(images, check_count(batch_size, "batch_size"), check_count(seed, "seed", minimum=0))
+
+
+def _epoch_feed(images, batch_size, seed, labels=None, kl_warmup=None):
+    """``epoch_feed`` for checked arguments, with a conditional VAE's ``labels`` and ``train_vae``'s KL warm-up."""
     if BACKEND == "tensorflow":
         batches = EpochDataset(images, batch_size, seed, labels)
         data, steps_per_epoch = batches.dataset, None
@@ -467,7 +473,7 @@ def train_vae(vae, x_train, epochs, batch_size=16, x_val=None, seed=0, progress=
         folder = Path(checkpoint_dir or scratch)
         folder.mkdir(parents=True, exist_ok=True)
         steps = -(-len(x_train) // batch_size)
-        feed = epoch_feed(x_train, batch_size, seed, labels, kl_warmup=start_warmup(vae, kl_warmup * steps))
+        feed = _epoch_feed(x_train, batch_size, seed, labels, kl_warmup=start_warmup(vae, kl_warmup * steps))
         _set_steps_per_execution(vae, 1 if needs_every_batch(callbacks) else min(STEPS_PER_EXECUTION, steps))
         own = [StopOnDivergence(), feed.callback]  # the divergence check first
         if x_val is not None:
