@@ -93,6 +93,11 @@ WRONG_SAMPLING = {
                       "mean 0"),
     "centred uniform noise": (lambda m, lv, seed=None: m + ops.exp(0.5 * lv) * (
         keras.random.uniform(ops.shape(m), seed=seed) - 0.5), "spread"),
+    "uniform noise of unit variance": (lambda m, lv, seed=None: m + ops.exp(0.5 * lv) * keras.random.uniform(
+        ops.shape(m), -3**0.5, 3**0.5, seed=seed), "not normal", "kurtosis"),
+    "truncated normal noise rescaled to unit variance": (lambda m, lv, seed=None: m + ops.exp(0.5 * lv) * (
+        keras.random.truncated_normal(ops.shape(m), seed=seed) / 0.8796), "not normal", "beyond 2.4"),
+    "noise of random signs": (lambda m, lv, seed=None: m + ops.exp(0.5 * lv) * ops.sign(normal(m, seed)), "not normal"),
     "NumPy noise (frozen in a graph)": (
         lambda m, lv, seed=None: m + ops.exp(0.5 * lv) * np.random.normal(size=m.shape).astype("float32"),
         *on(tensorflow=("compiled function", "frozen", "NumPy"), jax=("compiled function", "frozen", "NumPy"),
@@ -459,6 +464,14 @@ class LossOnTargetsVAE(ComputeLossVAE):
         return self.reduce(self.per_example(y, x_decoded, z_mean, z_log_var))
 
 
+def loss_only_train_step(self, x):
+    """A TensorFlow train_step that reports the loss alone, whatever trackers the model has."""
+    with tf.GradientTape() as tape:
+        loss = self.compute_loss(x=x, y_pred=self(x, training=True))
+    self.optimizer.apply_gradients(zip(tape.gradient(loss, self.trainable_weights), self.trainable_weights))
+    return {"loss": loss}
+
+
 def tracked_vae(track):
     return type("VAE", (TrackedVAE,), {"track": staticmethod(track)})
 
@@ -570,6 +583,12 @@ WRONG_TRAIN_STEP = {
     "one draw for the batch": (vae(sample=lambda m, lv: m + ops.exp(0.5 * lv) * keras.random.normal((1, 2))), "whole batch"),
     "loss outside the tape": (OutsideTapeVAE, "GradientTape", "inside"),
     "gradients applied twice": (type("VAE", (VAE,), {"apply": apply_twice}), "twice", "once"),
+    "hand-written SGD step": (type("VAE", (VAE,), {"apply": lambda self, grads, weights: [
+        w.assign_sub(0.01 * g) for g, w in zip(grads, weights)]}), "0.01 times the gradient", "self.optimizer"),
+    "weights and gradients swapped in zip": (type("VAE", (VAE,), {"apply": lambda self, grads, weights: (
+        self.optimizer.apply_gradients(zip(weights, grads)))}), "gradients first"),
+    "trackers not returned": (type("VAE", (TrackedVAE,), {"train_step": loss_only_train_step}),
+                              "tracker named reconstruction_loss", "m.result()"),
     "KL averaged over latent dimensions": (vae(per_example=elbo_with(kl=lambda m, lv: kl_divergence(m, lv) / 2)),
                                            "averages the KL"),
     "KL reported but not differentiated": (vae(objective=lambda loss, x, p, m, lv: ops.mean(reconstruction_loss(x, p))),
@@ -667,6 +686,21 @@ def test_own_train_step_mistakes_are_named(model_class, phrases):
     fails(checks.check_train_step, model_class, *phrases)
 
 
+class HandsOverVAE(ComputeLossVAE):
+    def train_step(self, *args):  # the exercise left to Keras
+        return super().train_step(*args)
+
+
+def test_the_train_step_exercise_must_write_its_own_step(capsys):
+    """own_train_step=True: a class that inherits Keras' step, or hands over to it, has not done the exercise."""
+    checks.check_train_step(own_train_step(), own_train_step=True)
+    assert "mean negative ELBO" in check_line(capsys)
+    for lazy in (type("TrainStepVAE", (ComputeLossVAE,), {}), HandsOverVAE):
+        checks.check_train_step(lazy)  # a right step: it passes where the exercise is not asked for
+        check_line(capsys)
+        fails(lambda c: checks.check_train_step(c, own_train_step=True), lazy, "no train_step of its own", "Keras'")
+
+
 def unseeded(m, lv, seed=None):
     return sampling(m, lv)  # the model's generator is not passed on
 
@@ -691,7 +725,13 @@ WRONG_COMPUTE_LOSS = {
     "noise shared by the latent dimensions": (compute_loss_vae(sample=lambda m, lv, seed: m + ops.exp(0.5 * lv) * keras.random.normal(
         (ops.shape(m)[0], 1), seed=seed)), "latent dimensions of an example the same noise", "(batch, 1)"),
     "truncated normal noise": (compute_loss_vae(sample=lambda m, lv, seed: m + ops.exp(0.5 * lv) * keras.random.truncated_normal(
-        ops.shape(m), seed=seed)), "never goes beyond 2", "truncated"),
+        ops.shape(m), seed=seed)), "the noise in z", "truncated_normal"),
+    "truncated normal noise rescaled to unit variance": (compute_loss_vae(sample=lambda m, lv, seed: m + ops.exp(0.5 * lv) * (
+        keras.random.truncated_normal(ops.shape(m), seed=seed) / 0.8796)), "not normal", "beyond 2.4"),
+    "uniform noise of unit variance": (compute_loss_vae(sample=lambda m, lv, seed: m + ops.exp(0.5 * lv) * keras.random.uniform(
+        ops.shape(m), -3**0.5, 3**0.5, seed=seed)), "not normal", "kurtosis"),
+    "noise of standard deviation 1.3": (compute_loss_vae(sample=lambda m, lv, seed: m + ops.exp(0.5 * lv) * keras.random.normal(
+        ops.shape(m), stddev=1.3, seed=seed)), "standard deviation", "1.3"),
     "noise of standard deviation 0.01": (compute_loss_vae(sample=lambda m, lv, seed: m + ops.exp(0.5 * lv) * keras.random.normal(
         ops.shape(m), stddev=0.01, seed=seed)), "standard deviation of about", "stddev"),
     "a loss divided by a batch size of 64": (compute_loss_vae(reduce=lambda v: ops.sum(v) / 64.0), "the loss is", "expected"),
