@@ -14,8 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from vae_helpers.config import (FAST_ELSEWHERE, FAST_ON_BF16_CPU, LR_SCHEDULES, PRECISIONS, PRESETS, RECIPES, TrainSettings,
-                                recipe_settings, runs_dir)
+from vae_helpers.config import (FAST_ELSEWHERE, FAST_ON_BF16_CPU, LR_SCHEDULES, PRECISIONS, PRESETS, RECIPES,
+                                TrainSettings, recipe_settings, runs_dir)
 from vae_helpers.files import FileWriteError
 
 DEMO_MARKER = "demo.json"
@@ -55,10 +55,10 @@ def parser():
                                             "the run's run.json, and only --epochs may change (to extend the run).")
     train.add_argument("--data", help="auto (default), keras, sample, or an IDX folder")
     train.add_argument("--recipe", choices=sorted(RECIPES),
-                       help=f"a named set of settings; flags given beside it win. fast: {_flags(RECIPES['fast'])}, and on "
-                            f"a CPU with AMX {_flags(FAST_ON_BF16_CPU)}, elsewhere {_flags(FAST_ELSEWHERE)} (reached the "
-                            "book's 10-epoch test ELBO after 4 epochs, where the default needs 8.5 and the book 10; see "
-                            "BENCHMARKS.md); default: the defaults below")
+                       help=f"a named set of settings; flags given beside it win. fast: {_flags(RECIPES['fast'])}, "
+                            f"and on a CPU with AMX {_flags(FAST_ON_BF16_CPU)}, elsewhere {_flags(FAST_ELSEWHERE)} "
+                            "(reached the book's 10-epoch test ELBO after 3.5 to 5 epochs, where the default needs 8.5 "
+                            "and the book 10; see BENCHMARKS.md); default: the defaults below")
     train.add_argument("--epochs", type=int, help=f"number of epochs in all (default {defaults.epochs})")
     train.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
     train.add_argument("--latent-dim", type=int, help=f"default {defaults.latent_dim}")

@@ -35,7 +35,7 @@ DEFAULT_LEARNING_RATE = 1e-3
 #: Learning-rate schedules of a training run: constant, or cosine decay to 5% over all its steps.
 LR_SCHEDULES = ("constant", "cosine")
 #: Named sets of training settings (``python -m vae_helpers train --recipe NAME``); flags given beside one win.
-#: "fast" reached the book's 10-epoch test ELBO after 4 epochs (the default recipe: 8.5; BENCHMARKS.md, "Time to quality").
+#: "fast" reached the book's 10-epoch test ELBO after 3.5 to 5 epochs (the default recipe: 8.5; BENCHMARKS.md, "Time to quality").
 #: Its arithmetic depends on the CPU (``recipe_settings`` adds FAST_ON_BF16_CPU or FAST_ELSEWHERE).
 RECIPES = {
     "default": {},
